@@ -1,0 +1,155 @@
+"""IAM in one member account: users, exemptions, access keys and their lifecycle records."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import boto3
+from botocore.exceptions import ClientError
+
+from keyrotation.aws import records
+from keyrotation.aws.session import client
+from keyrotation.errors import UserGoneError
+from keyrotation.model import AccessKey, KeyRecord, KeyStatus, User
+from keyrotation.permissions import MEMBER, requires
+
+log = logging.getLogger(__name__)
+
+SECRET_POLICY_NAME = "SecretsAccessPolicy"
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just created. The secret is kept out of repr so it never reaches a log."""
+
+    key_id: str
+    created: datetime
+    secret: str = field(repr=False)
+
+
+class IamAccount:
+    def __init__(self, session: boto3.Session, page_size: int | None = None):
+        self._iam = client(session, "iam")
+        self._page = {"PageSize": page_size} if page_size else {}
+
+    @requires(MEMBER, "iam:ListUsers")
+    def users(self) -> Iterator[User]:
+        paginator = self._iam.get_paginator("list_users")
+        for page in paginator.paginate(PaginationConfig=self._page):
+            for user in page["Users"]:
+                yield User(user["UserName"], user["Arn"], user.get("Path", "/"))
+
+    @requires(MEMBER, "iam:GetGroup")
+    def group_members(self, group: str) -> frozenset[str]:
+        """Names of the group's users; a group that does not exist has none."""
+        paginator = self._iam.get_paginator("get_group")
+        try:
+            return frozenset(
+                user["UserName"]
+                for page in paginator.paginate(GroupName=group, PaginationConfig=self._page)
+                for user in page["Users"]
+            )
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                return frozenset()
+            raise
+
+    @requires(MEMBER, "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed")
+    def access_keys(self, user: str) -> list[AccessKey]:
+        with _user_gone(user):
+            listed = self._iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+            return [self._with_last_use(key) for key in listed]
+
+    def _with_last_use(self, key: dict) -> AccessKey:
+        used = self._iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+        return AccessKey(
+            key_id=key["AccessKeyId"],
+            status=KeyStatus(key["Status"]),
+            created=key["CreateDate"],
+            last_used=used.get("AccessKeyLastUsed", {}).get("LastUsedDate"),
+        )
+
+    @requires(MEMBER, "iam:ListUserTags")
+    def records(self, user: str) -> dict[str, KeyRecord]:
+        with _user_gone(user):
+            paginator = self._iam.get_paginator("list_user_tags")
+            tags = {
+                tag["Key"]: tag["Value"]
+                for page in paginator.paginate(UserName=user)
+                for tag in page["Tags"]
+            }
+        return records.records_from_tags(tags)
+
+    @requires(MEMBER, "iam:TagUser")
+    def write_record(self, user: str, key_id: str, record: KeyRecord) -> None:
+        with _user_gone(user):
+            self._iam.tag_user(
+                UserName=user,
+                Tags=[{"Key": records.tag_key(key_id), "Value": records.encode(record)}],
+            )
+
+    @requires(MEMBER, "iam:UntagUser")
+    def forget_records(self, user: str, key_ids: list[str]) -> None:
+        if key_ids:
+            with _user_gone(user):
+                self._iam.untag_user(
+                    UserName=user, TagKeys=[records.tag_key(key_id) for key_id in key_ids]
+                )
+
+    @requires(MEMBER, "iam:CreateAccessKey")
+    def create_key(self, user: str) -> NewKey:
+        with _user_gone(user):
+            key = self._iam.create_access_key(UserName=user)["AccessKey"]
+        return NewKey(key["AccessKeyId"], key["CreateDate"], key["SecretAccessKey"])
+
+    @requires(MEMBER, "iam:UpdateAccessKey")
+    def deactivate_key(self, user: str, key_id: str) -> None:
+        with _user_gone(user):
+            self._iam.update_access_key(UserName=user, AccessKeyId=key_id, Status="Inactive")
+
+    @requires(MEMBER, "iam:DeleteAccessKey")
+    def delete_key(self, user: str, key_id: str) -> None:
+        with _user_gone(user):
+            self._iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+
+    @requires(MEMBER, "iam:PutUserPolicy")
+    def allow_secret_read(self, user: str, secret_arn: str) -> None:
+        """The user's inline policy that lets it read its own secret, and nothing else."""
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadOwnAccessKeySecret",
+                    "Effect": "Allow",
+                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    "Resource": secret_arn,
+                }
+            ],
+        }
+        with _user_gone(user):
+            self._iam.put_user_policy(
+                UserName=user, PolicyName=SECRET_POLICY_NAME, PolicyDocument=json.dumps(document)
+            )
+
+
+class _user_gone:
+    """Turn IAM's NoSuchEntity for a user into UserGoneError, so the run can skip the user."""
+
+    def __init__(self, user: str):
+        self.user = user
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if isinstance(exc, ClientError) and _code(exc) == "NoSuchEntity":
+            raise UserGoneError(f"user {self.user} no longer exists") from exc
+        return False
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")

@@ -1,0 +1,202 @@
+"""The command line: `keyrotation run` against AWS, `keyrotation demo` on the emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from botocore.exceptions import BotoCoreError, NoCredentialsError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from keyrotation import logs
+from keyrotation.aws.session import base_session
+from keyrotation.errors import KeyRotationError, SettingsError
+from keyrotation.model import ActionKind
+from keyrotation.notify.deliver import deliver
+from keyrotation.notify.message import Notification
+from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
+from keyrotation.notify.senders import OutboxSender, SesSender
+from keyrotation.pipeline import Notifier, RunContext, run_organization
+from keyrotation.report import RunReport
+from keyrotation.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except (KeyRotationError, NoCredentialsError, BotoCoreError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        sys.exit(2)
+
+
+@app.command()
+def run(
+    enforce: Annotated[
+        bool | None,
+        typer.Option("--enforce/--dry-run", help="Change keys, or only report (default: DryRunFlag)."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Evaluate as if today were DATE (YYYY-MM-DD).")
+    ] = None,
+    force_rotate: Annotated[
+        list[str], typer.Option("--force-rotate", help="Rotate this user's key now (repeatable).")
+    ] = [],  # noqa: B006
+    account: Annotated[
+        list[str], typer.Option("--account", help="Run only this account id (repeatable).")
+    ] = [],  # noqa: B006
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: Annotated[Path | None, typer.Option(help="TOML or JSON file of settings.")] = None,
+    setting: Annotated[
+        list[str], typer.Option("--set", help="Override a setting: NAME=VALUE (repeatable).")
+    ] = [],  # noqa: B006
+    outbox: Annotated[
+        Path | None, typer.Option(help="Write emails as .html files here instead of SES.")
+    ] = None,
+    template_dir: Annotated[
+        Path | None, typer.Option(help="Folder of email templates that overrides the defaults.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
+) -> None:
+    """One daily run over the organization's accounts."""
+    logs.configure(json_lines=False, level=logging.INFO if verbose else logging.WARNING)
+    overrides = _overrides(setting)
+    if enforce is not None:
+        overrides["DryRunFlag"] = not enforce
+    settings = load_settings(config, overrides=overrides)
+    now = _now(as_of)
+    context = RunContext(settings, now, dated=as_of is not None, forced_users=frozenset(force_rotate))
+    session = base_session()
+    notifier = local_notifier(settings, session, outbox, template_dir)
+
+    report = _run_with_progress(session, context, notifier, account, quiet=json_output)
+    if json_output:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        print_report(report)
+    raise typer.Exit(0 if report.clean else 1)
+
+
+@app.command()
+def demo(
+    outbox: Annotated[
+        Path, typer.Option(help="Folder for the demo's emails.")
+    ] = Path("demo-outbox"),
+) -> None:
+    """Run the pipeline on a sample organization in the embedded AWS emulator."""
+    from keyrotation.emulator.demo import run_demo
+    from keyrotation.emulator.server import running_emulator
+
+    logs.configure(json_lines=False, level=logging.WARNING)
+    folder = outbox / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out.print("Starting the AWS emulator (moto's server) on a loopback port...")
+    with running_emulator() as endpoint:
+        out.print(f"Emulator at {endpoint}. Building the sample organization...")
+
+        def notifier_for(path: Path) -> Notifier:
+            settings = Settings(DryRunFlag=False)
+            return local_notifier(settings, base_session(), path, None)
+
+        def on_day(day: datetime, report: RunReport) -> None:
+            out.rule(f"Run dated {day.date()} (enforce mode)")
+            print_report(report)
+
+        result = run_demo(folder, notifier_for, on_day)
+
+    out.rule("Checks")
+    for text, ok in result.checks:
+        out.print(f"{'[green]PASS[/green]' if ok else '[red]FAIL[/red]'}  {text}")
+    emails = sorted(result.outbox.glob("*.html"))
+    out.print(f"\n{len(emails)} emails written to {result.outbox.resolve()}")
+    raise typer.Exit(0 if result.passed else 1)
+
+
+def local_notifier(
+    settings: Settings, session, outbox: Path | None, template_dir: Path | None
+) -> Notifier:
+    folders = [template_dir, PACKAGE_TEMPLATES] if template_dir else [PACKAGE_TEMPLATES]
+    for name in (settings.EmailTemplateAudit, settings.EmailTemplateEnforce):
+        load_local(name, folders)  # fail before any change, not after
+    sender = (
+        OutboxSender(outbox, settings.AdminEmailAddress)
+        if outbox
+        else SesSender(session, settings.AdminEmailAddress)
+    )
+
+    def send(notification: Notification) -> str:
+        return deliver(notification, load_local(notification.template, folders), sender)
+
+    return send
+
+
+def print_report(report: RunReport) -> None:
+    table = Table(title=f"Run {report.run_id}, {report.mode.value} mode" + (
+        f", dated {report.dated}" if report.dated else ""
+    ))
+    table.add_column("account")
+    table.add_column("id")
+    for column in ("users", "exempt", "rotate", "deact.", "delete", "warn", "errors"):
+        table.add_column(column, justify="right")
+    table.add_column("email")
+    for account in report.accounts:
+        table.add_row(
+            account.account.name,
+            account.account.account_id,
+            str(account.users_scanned),
+            str(account.users_exempt),
+            *(str(account.count(kind)) for kind in ActionKind),
+            f"[red]{len(account.errors)}[/red]" if account.errors else "0",
+            account.notification,
+        )
+    out.print(table)
+    for account in report.accounts:
+        for problem in account.errors:
+            out.print(f"[red]error[/red] {account.account.account_id}: {problem}", highlight=False)
+        for note in account.skipped:
+            out.print(f"[yellow]skipped[/yellow] {account.account.account_id}: {note}")
+    for problem in report.errors:
+        out.print(f"[red]error[/red] {problem}", highlight=False)
+
+
+def _run_with_progress(session, context, notifier, accounts, quiet: bool) -> RunReport:
+    with Progress(console=err, transient=True, disable=quiet) as progress:
+        task = progress.add_task("accounts", total=None)
+
+        def listed(count: int) -> None:
+            progress.update(task, total=count)
+
+        def done(account_report) -> None:
+            progress.advance(task)
+
+        return run_organization(session, context, notifier, accounts, done, listed)
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SettingsError(f"--set expects NAME=VALUE, got {pair!r}")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def _now(as_of: str | None) -> datetime:
+    now = datetime.now(UTC)
+    if as_of is None:
+        return now
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        raise SettingsError(f"--as-of expects a date as YYYY-MM-DD, got {as_of!r}") from None
+    return datetime.combine(day, now.timetz())

@@ -1,0 +1,37 @@
+"""keyrotation's errors: one base type, one subclass per failure a user can act on."""
+
+
+class KeyRotationError(Exception):
+    """Base of every error this tool raises on purpose."""
+
+
+class SettingsError(KeyRotationError):
+    """A setting is missing or invalid; the message names the parameter."""
+
+
+class PolicyError(KeyRotationError):
+    """The policy was handed a state it cannot decide on."""
+
+
+class EventError(KeyRotationError):
+    """A Lambda event or CLI input is malformed; the message names the field."""
+
+
+class AccountError(KeyRotationError):
+    """An account could not be processed; the message says which and what to do."""
+
+
+class UserGoneError(KeyRotationError):
+    """The user was deleted between the listing and the action."""
+
+
+class RotationError(KeyRotationError):
+    """A rotation step failed; the message says what was undone."""
+
+
+class TemplateError(KeyRotationError):
+    """An email template is missing, unreadable or named with path parts."""
+
+
+class NotificationError(KeyRotationError):
+    """An email could not be sent."""

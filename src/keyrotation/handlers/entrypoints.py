@@ -1,0 +1,128 @@
+"""The three entry points the Lambda functions call: inventory, rotate_account and notify.
+
+Each takes the event as pasted into the Lambda console and reads its settings from the
+environment the CloudFormation stack sets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+
+from keyrotation import logs
+from keyrotation.aws.session import base_session, client
+from keyrotation.aws.templates import load_from_bucket
+from keyrotation.handlers.events import NotifyEvent, RotationEvent, parse
+from keyrotation.model import Account
+from keyrotation.notify.deliver import deliver
+from keyrotation.notify.message import Notification
+from keyrotation.notify.render import load_local
+from keyrotation.notify.senders import SesSender
+from keyrotation.permissions import INVENTORY, ROTATION, requires
+from keyrotation.pipeline import Notifier, RunContext, run_account, select_accounts
+from keyrotation.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+ROTATION_FUNCTION = "RotationFunctionName"
+NOTIFIER_FUNCTION = "NotifierFunctionName"
+BUCKET = "S3BucketName"
+PREFIX = "S3BucketPrefix"
+DEFAULT_PREFIX = "asa/asa-iam-rotation"
+
+
+def inventory(
+    event: Any, session: boto3.Session | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """List the ACTIVE accounts and start one rotation job per account, asynchronously."""
+    environ = os.environ if environ is None else environ
+    session = session or base_session()
+    settings = load_settings(environ=environ)
+    accounts = select_accounts(session, settings)
+    for account in accounts:
+        job = {"account": account.account_id, "name": account.name, "email": account.email}
+        _invoke(session, environ[ROTATION_FUNCTION], job)
+        logs.event(log, "rotation job started", account=account.account_id)
+    return {"accounts": len(accounts)}
+
+
+def rotate_account(
+    event: Any,
+    session: boto3.Session | None = None,
+    environ: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Run one account, then hand the notifier its payload."""
+    request: RotationEvent = parse(RotationEvent, event)
+    environ = os.environ if environ is None else environ
+    session = session or base_session()
+    overrides = {} if request.dryrun is None else {"DryRunFlag": request.dryrun}
+    settings = load_settings(environ=environ, overrides=overrides)
+    context = RunContext(
+        settings, now=now or datetime.now(UTC), forced_users=frozenset(request.ForceRotate)
+    )
+    account = Account(request.account, request.name, request.email)
+    report = run_account(session, account, context, _notifier(session, settings, environ))
+    for user in sorted(context.forced_users - report.forced_found):
+        report.errors.append(f"ForceRotate names user {user}, who is not in this account")
+    return report.to_dict()
+
+
+def notify(
+    event: Any, session: boto3.Session | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Render the template named in the event and send it through SES."""
+    request: NotifyEvent = parse(NotifyEvent, event)
+    environ = os.environ if environ is None else environ
+    session = session or base_session()
+    settings = load_settings(environ=environ)
+    notification = Notification(
+        to=request.email,
+        subject=request.subject,
+        template=request.email_template,
+        values=request.template_values.model_dump(),
+    )
+    source = _template(session, environ, request.email_template)
+    status = deliver(notification, source, SesSender(session, settings.AdminEmailAddress))
+    return {"status": status}
+
+
+def _notifier(session: boto3.Session, settings: Settings, environ: Mapping[str, str]) -> Notifier:
+    """Hand the payload to the notifier function when deployed; send directly otherwise."""
+    function = environ.get(NOTIFIER_FUNCTION)
+
+    def hand_over(notification: Notification) -> str:
+        payload = {
+            "email": notification.to,
+            "invokedby": "rotation",
+            "subject": notification.subject,
+            "email_template": notification.template,
+            "template_values": notification.values,
+        }
+        if function:
+            _invoke(session, function, payload)
+            return f"handed to {function}"
+        return notify(payload, session, environ)["status"]
+
+    return hand_over
+
+
+def _template(session: boto3.Session, environ: Mapping[str, str], name: str) -> str:
+    bucket = environ.get(BUCKET)
+    if bucket:
+        return load_from_bucket(session, bucket, environ.get(PREFIX, DEFAULT_PREFIX), name)
+    return load_local(name)
+
+
+@requires(INVENTORY, "lambda:InvokeFunction")
+@requires(ROTATION, "lambda:InvokeFunction")
+def _invoke(session: boto3.Session, function: str, payload: dict[str, Any]) -> None:
+    client(session, "lambda").invoke(
+        FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode()
+    )

@@ -1,0 +1,105 @@
+"""The domain's values: accounts, users, keys, lifecycle records, actions and plans."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from keyrotation.reasons import Reason
+
+
+class KeyStatus(enum.StrEnum):
+    ACTIVE = "Active"
+    INACTIVE = "Inactive"
+
+
+class ActionKind(enum.StrEnum):
+    ROTATE = "ROTATE"
+    DEACTIVATE = "DEACTIVATE"
+    DELETE = "DELETE"
+    WARN = "WARN"
+
+
+class Mode(enum.StrEnum):
+    AUDIT = "audit"
+    ENFORCE = "enforce"
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    name: str
+    email: str
+    status: str = "ACTIVE"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    arn: str
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    key_id: str
+    status: KeyStatus
+    created: datetime
+    last_used: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status is KeyStatus.ACTIVE
+
+    @property
+    def used(self) -> bool:
+        return self.last_used is not None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """Lifecycle dates IAM does not keep, recorded by this tool beside the key."""
+
+    replaced: date | None = None
+    deactivated: date | None = None
+    warned: frozenset[Reason] = frozenset()
+
+
+@dataclass(frozen=True)
+class Periods:
+    """The lifecycle settings, in days, as the pure policy needs them."""
+
+    rotation: int
+    inactive_buffer: int
+    inactive: int
+    recovery_grace: int
+    warn: int
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step for one key. For WARN, `step` is the warned step and `on` its date."""
+
+    kind: ActionKind
+    key_id: str
+    reason: Reason
+    on: date
+    step: ActionKind | None = None
+
+    @property
+    def changes(self) -> bool:
+        return self.kind is not ActionKind.WARN
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = field(default_factory=tuple)
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.changes)
+
+    @property
+    def warnings(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if not a.changes)

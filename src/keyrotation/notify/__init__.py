@@ -1,0 +1,1 @@
+"""Emails to account owners: what happened, what comes next, rendered from templates."""

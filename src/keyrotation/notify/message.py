@@ -1,0 +1,87 @@
+"""Turn an account's report into the notification: recipient, subject and template values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from keyrotation.model import ActionKind, Mode
+from keyrotation.report import AccountReport, Outcome, Status
+from keyrotation.settings import Settings
+
+_DONE = {
+    ActionKind.ROTATE: "Rotated",
+    ActionKind.DEACTIVATE: "Deactivated",
+    ActionKind.DELETE: "Deleted",
+}
+_WOULD = {
+    ActionKind.ROTATE: "Would rotate",
+    ActionKind.DEACTIVATE: "Would deactivate",
+    ActionKind.DELETE: "Would delete",
+}
+_FUTURE = {
+    ActionKind.ROTATE: "will be rotated",
+    ActionKind.DEACTIVATE: "will be deactivated",
+    ActionKind.DELETE: "will be deleted",
+}
+
+
+@dataclass(frozen=True)
+class Notification:
+    to: str
+    subject: str
+    template: str
+    values: dict[str, Any]
+
+
+def describe(outcome: Outcome, mode: Mode) -> str:
+    """One line a person can read, e.g. 'Rotated key AKIA... of user alice: ...'."""
+    action = outcome.action
+    code = action.reason.value
+    message = action.reason.text.message
+    if action.kind is ActionKind.WARN:
+        assert action.step is not None
+        head = f"Key {action.key_id} of user {outcome.user} {_FUTURE[action.step]} on {action.on}"
+    elif outcome.status == Status.FAILED:
+        head = f"FAILED to {action.kind.value.lower()} key {action.key_id} of user {outcome.user}"
+    elif mode is Mode.AUDIT:
+        head = f"{_WOULD[action.kind]} key {action.key_id} of user {outcome.user}"
+    else:
+        head = f"{_DONE[action.kind]} key {action.key_id} of user {outcome.user}"
+    detail = f" ({outcome.detail})" if outcome.detail else ""
+    return f"{head}: {message}{detail} [{code}]"
+
+
+def build(
+    report: AccountReport, settings: Settings, partition: str, now: datetime
+) -> Notification | None:
+    """The account's email, or None when there is nothing to tell."""
+    if not report.outcomes:
+        return None
+    account = report.account
+    verb = "audit" if report.mode is Mode.AUDIT else "actions"
+    values = {
+        "partition_name": partition,
+        "account_id": account.account_id,
+        "account_name": account.name,
+        "timestamp": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "actions": [describe(o, report.mode) for o in report.outcomes],
+        "rotation_period": settings.RotationPeriod,
+        "installation_grace_period": settings.InactiveBuffer,
+        "recovery_grace_period": settings.RecoveryGracePeriod,
+        "entries": [
+            {**o.to_dict(), "advice": o.action.reason.text.advice, "line": describe(o, report.mode)}
+            for o in report.outcomes
+        ],
+        "mode": report.mode.value,
+    }
+    return Notification(
+        to=account.email,
+        subject=(
+            f"IAM access key {verb} for account {account.name} ({account.account_id}) "
+            f"on {now.date().isoformat()}"
+        ),
+        template=settings.template_for(report.mode),
+        values=values,
+    )

@@ -1,0 +1,169 @@
+"""Settings, named as the CloudFormation parameters, from defaults, a file, env vars and options.
+
+Later sources win: defaults, then a TOML or JSON config file, then environment variables of the
+same names, then command-line overrides. Any invalid value stops the run with one line that
+names the parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from keyrotation.errors import SettingsError
+from keyrotation.model import Mode, Periods
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    RotationPeriod: int = Field(90, ge=1, le=3650)
+    InactiveBuffer: int = Field(10, ge=1, le=3650)
+    InactivePeriod: int = Field(100, ge=1, le=3650)
+    RecoveryGracePeriod: int = Field(10, ge=1, le=3650)
+    PendingActionWarnPeriod: int = Field(7, ge=0, le=3650)
+    DryRunFlag: bool = True
+    IAMExemptionGroup: str = Field("IAMKeyRotationExemptionGroup", min_length=1, max_length=128)
+    IAMRoleName: str = Field(
+        "asa-iam-key-rotation-lambda-assumed-role", pattern=r"^[\w+=,.@-]{1,64}$"
+    )
+    AdminEmailAddress: str = "keyrotation@example.com"
+    EmailTemplateAudit: str = "audit.html"
+    EmailTemplateEnforce: str = "enforce.html"
+    OrganizationalUnitId: str | None = Field(None, pattern=r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$")
+    ListPageSize: int | None = Field(None, ge=1, le=1000)
+
+    @field_validator("DryRunFlag", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in {"true", "yes", "1"}:
+                return True
+            if lowered in {"false", "no", "0"}:
+                return False
+            raise ValueError("must be True or False")
+        return value
+
+    @field_validator("AdminEmailAddress")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @field_validator("EmailTemplateAudit", "EmailTemplateEnforce")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if not TEMPLATE_NAME.match(value) or ".." in value:
+            raise ValueError(f"{value!r} must be a plain file name, without folders")
+        return value
+
+    @model_validator(mode="after")
+    def _cycle(self) -> Settings:
+        if self.InactivePeriod <= self.RotationPeriod:
+            raise _CycleError(
+                "InactivePeriod",
+                f"must exceed RotationPeriod ({self.InactivePeriod} <= {self.RotationPeriod})",
+            )
+        grace = self.InactiveBuffer + self.RecoveryGracePeriod
+        if self.RotationPeriod <= grace:
+            raise _CycleError(
+                "RotationPeriod",
+                f"must exceed InactiveBuffer + RecoveryGracePeriod ({self.RotationPeriod} <= "
+                f"{grace}), or a new key would expire before the key it replaced is deleted",
+            )
+        if self.InactivePeriod + self.RecoveryGracePeriod >= 2 * self.RotationPeriod:
+            raise _CycleError(
+                "InactivePeriod",
+                f"plus RecoveryGracePeriod must be less than twice RotationPeriod "
+                f"({self.InactivePeriod} + {self.RecoveryGracePeriod} >= "
+                f"2 x {self.RotationPeriod}), or a replaced key would outlive its replacement",
+            )
+        return self
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.AUDIT if self.DryRunFlag else Mode.ENFORCE
+
+    @property
+    def periods(self) -> Periods:
+        return Periods(
+            rotation=self.RotationPeriod,
+            inactive_buffer=self.InactiveBuffer,
+            inactive=self.InactivePeriod,
+            recovery_grace=self.RecoveryGracePeriod,
+            warn=self.PendingActionWarnPeriod,
+        )
+
+    def template_for(self, mode: Mode) -> str:
+        return self.EmailTemplateAudit if mode is Mode.AUDIT else self.EmailTemplateEnforce
+
+
+class _CycleError(ValueError):
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+NAMES = tuple(Settings.model_fields)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge every source into one validated Settings, or raise SettingsError."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_read_config_file(config_file))
+    environ = os.environ if environ is None else environ
+    values.update({name: environ[name] for name in NAMES if environ.get(name, "") != ""})
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate_settings(values)
+
+
+def validate_settings(values: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except _CycleError as exc:
+        raise SettingsError(f"Invalid setting {exc.parameter}: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    if error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), _CycleError):
+        cycle = error["ctx"]["error"]
+        return f"Invalid setting {cycle.parameter}: {cycle}"
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    if error["type"] == "extra_forbidden":
+        return f"Unknown setting {name}: known settings are {', '.join(NAMES)}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"Invalid setting {name}: {message} (got {error.get('input')!r})"
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"Cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"Config file {path} is not valid: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"Config file {path} must hold a table of settings")
+    return data
