@@ -28,3 +28,25 @@ def _keyrotation_logs(caplog) -> None:
     logger = logging.getLogger("keyrotation")
     logger.propagate = True
     caplog.set_level(logging.INFO, logger="keyrotation")
+
+
+@pytest.fixture
+def iam_hooks(monkeypatch) -> list:
+    """Botocore event hooks put on every client the product makes, e.g. to change state
+    between two of its calls. The calls still go over HTTP to moto's server."""
+    import keyrotation.aws.iam
+    import keyrotation.aws.secrets
+    from keyrotation.aws import session as aws_session
+
+    hooks: list = []
+    real_client = aws_session.client
+
+    def hooked_client(*args, **kwargs):
+        made = real_client(*args, **kwargs)
+        for event, handler in hooks:
+            made.meta.events.register(event, handler)
+        return made
+
+    for module in (aws_session, keyrotation.aws.iam, keyrotation.aws.secrets):
+        monkeypatch.setattr(module, "client", hooked_client)
+    return hooks

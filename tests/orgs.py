@@ -20,9 +20,9 @@ from keyrotation.emulator.sample import (
     add_users,
     session_in,
 )
+from keyrotation.notify.deliver import deliver
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
 from keyrotation.notify.senders import OutboxSender
-from keyrotation.notify.deliver import deliver
 from keyrotation.pipeline import RunContext, run_organization
 from keyrotation.report import RunReport
 from keyrotation.settings import validate_settings

@@ -44,7 +44,9 @@ def main() -> None:
 def run(
     enforce: Annotated[
         bool | None,
-        typer.Option("--enforce/--dry-run", help="Change keys, or only report (default: DryRunFlag)."),
+        typer.Option(
+            "--enforce/--dry-run", help="Change keys, or only report (default: DryRunFlag)."
+        ),
     ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="Evaluate as if today were DATE (YYYY-MM-DD).")
@@ -75,7 +77,9 @@ def run(
         overrides["DryRunFlag"] = not enforce
     settings = load_settings(config, overrides=overrides)
     now = _now(as_of)
-    context = RunContext(settings, now, dated=as_of is not None, forced_users=frozenset(force_rotate))
+    context = RunContext(
+        settings, now, dated=as_of is not None, forced_users=frozenset(force_rotate)
+    )
     session = base_session()
     notifier = local_notifier(settings, session, outbox, template_dir)
 
@@ -89,9 +93,9 @@ def run(
 
 @app.command()
 def demo(
-    outbox: Annotated[
-        Path, typer.Option(help="Folder for the demo's emails.")
-    ] = Path("demo-outbox"),
+    outbox: Annotated[Path, typer.Option(help="Folder for the demo's emails.")] = Path(
+        "demo-outbox"
+    ),
 ) -> None:
     """Run the pipeline on a sample organization in the embedded AWS emulator."""
     from keyrotation.emulator.demo import run_demo
@@ -140,9 +144,10 @@ def local_notifier(
 
 
 def print_report(report: RunReport) -> None:
-    table = Table(title=f"Run {report.run_id}, {report.mode.value} mode" + (
-        f", dated {report.dated}" if report.dated else ""
-    ))
+    table = Table(
+        title=f"Run {report.run_id}, {report.mode.value} mode"
+        + (f", dated {report.dated}" if report.dated else "")
+    )
     table.add_column("account")
     table.add_column("id")
     for column in ("users", "exempt", "rotate", "deact.", "delete", "warn", "errors"):

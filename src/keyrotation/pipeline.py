@@ -103,7 +103,9 @@ def select_accounts(
     for account in listed:
         if account.status != "ACTIVE":
             logs.event(log, "account skipped", account=account.account_id, status=account.status)
-    accounts = [a for a in listed if a.status == "ACTIVE" and (not wanted or a.account_id in wanted)]
+    accounts = [
+        a for a in listed if a.status == "ACTIVE" and (not wanted or a.account_id in wanted)
+    ]
     if not accounts:
         raise AccountError(
             "The organization listing returned no ACTIVE accounts. Check the scope "
@@ -178,7 +180,9 @@ class _AccountRun:
             records = self.iam.records(user.name)
             if self.context.mode is Mode.ENFORCE:
                 records = self._keep_records(user.name, keys, records)
-            plan = decide(keys, records, self.settings.periods, self.context.now, forced and round_ == 0)
+            plan = decide(
+                keys, records, self.settings.periods, self.context.now, forced and round_ == 0
+            )
             fresh = [a for a in plan.actions if (a.key_id, a.kind, a.reason) not in seen]
             seen.update((a.key_id, a.kind, a.reason) for a in fresh)
             if not fresh:
@@ -196,7 +200,11 @@ class _AccountRun:
             self._outcome(user, action, status)
 
     def _act(
-        self, user: User, keys: list[AccessKey], records: dict[str, KeyRecord], actions: list[Action]
+        self,
+        user: User,
+        keys: list[AccessKey],
+        records: dict[str, KeyRecord],
+        actions: list[Action],
     ) -> bool:
         """Run the actions in order; stop the user's plan at the first failure."""
         by_id = {k.key_id: k for k in keys}

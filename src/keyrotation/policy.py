@@ -155,9 +155,7 @@ def _two_active(day: _Day, old: AccessKey, new: AccessKey) -> list[Action]:
     new_rotation = day.rotation_date(new)
     old_gone = deactivation + timedelta(days=day.periods.recovery_grace)
     if day.warn_window(new_rotation) and old_gone > new_rotation:
-        actions.append(
-            day.warn(ROTATE, new, Reason.KEY_PENDING_EXPIRATION_CONFLICT, new_rotation)
-        )
+        actions.append(day.warn(ROTATE, new, Reason.KEY_PENDING_EXPIRATION_CONFLICT, new_rotation))
     return actions
 
 

@@ -105,3 +105,16 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "Use the key or let it go; a deleted key cannot be recovered.",
     ),
 }
+
+
+# The reasons a WARN carries; only these are ever recorded as sent.
+WARNINGS = frozenset(
+    {
+        Reason.KEY_PENDING_ROTATION,
+        Reason.KEY_PENDING_DEACTIVATION,
+        Reason.KEY_PENDING_DELETION,
+        Reason.KEY_PENDING_EXPIRATION_CONFLICT,
+        Reason.KEY_PENDING_DELETION_CONFLICT,
+        Reason.UNUSED_KEY_PENDING_DELETION,
+    }
+)

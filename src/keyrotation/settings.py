@@ -40,7 +40,9 @@ class Settings(BaseModel):
     AdminEmailAddress: str = "keyrotation@example.com"
     EmailTemplateAudit: str = "audit.html"
     EmailTemplateEnforce: str = "enforce.html"
-    OrganizationalUnitId: str | None = Field(None, pattern=r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$")
+    OrganizationalUnitId: str | None = Field(
+        None, pattern=r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$"
+    )
     ListPageSize: int | None = Field(None, ge=1, le=1000)
 
     @field_validator("DryRunFlag", mode="before")
@@ -145,7 +147,9 @@ def validate_settings(values: Mapping[str, Any]) -> Settings:
 
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    if error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), _CycleError):
+    if error["type"] == "value_error" and isinstance(
+        error.get("ctx", {}).get("error"), _CycleError
+    ):
         cycle = error["ctx"]["error"]
         return f"Invalid setting {cycle.parameter}: {cycle}"
     name = ".".join(str(part) for part in error["loc"]) or "settings"

@@ -157,9 +157,10 @@ def _checks(accounts: dict[str, SampleAccount], reports) -> list[tuple[str, bool
             "SecretString"
         ]
     )
-    live = {k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=user)[
-        "AccessKeyMetadata"
-    ]}
+    live = {
+        k["AccessKeyId"]: k["Status"]
+        for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+    }
     caller = use_key(stored["AccessKeyId"], stored["SecretAccessKey"])
     odd = json.loads(
         secrets.get_secret_value(SecretId=secret_name(ODD_NAME), VersionStage="AWSCURRENT")[
@@ -168,9 +169,10 @@ def _checks(accounts: dict[str, SampleAccount], reports) -> list[tuple[str, bool
     )
     exempt_keys = iam.list_access_keys(UserName="exempt-break-glass")["AccessKeyMetadata"]
     return [
-        (f"{user}'s new key is in its secret and is the user's only key", list(live) == [
-            stored["AccessKeyId"]
-        ]),
+        (
+            f"{user}'s new key is in its secret and is the user's only key",
+            list(live) == [stored["AccessKeyId"]],
+        ),
         (f"{user}'s new key works for STS", caller.endswith(f":user/{user}")),
         (f"{user}'s old key {old_key} was deleted after deactivation", old_key not in live),
         (f"the comma in {ODD_NAME!r} maps to a valid secret", odd["UserName"] == ODD_NAME),

@@ -18,4 +18,3 @@ def deliver(notification: Notification, template_source: str, sender: Sender) ->
     values: dict[str, Any] = {**notification.values, "sender_email": sender.sender}
     html = render(template_source, values)
     return sender.send(notification.to, notification.subject, html, text_version(values))
-

@@ -1,0 +1,85 @@
+"""Settings: names as the CloudFormation parameters, every source, one clear error each."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyrotation.errors import SettingsError
+from keyrotation.model import Mode
+from keyrotation.settings import load_settings
+
+
+def test_defaults_are_the_documented_ones_and_audit_mode():
+    settings = load_settings(environ={})
+    assert (
+        settings.RotationPeriod,
+        settings.InactiveBuffer,
+        settings.InactivePeriod,
+        settings.RecoveryGracePeriod,
+        settings.PendingActionWarnPeriod,
+    ) == (90, 10, 100, 10, 7)
+    assert settings.mode is Mode.AUDIT
+    assert settings.IAMExemptionGroup == "IAMKeyRotationExemptionGroup"
+    assert settings.IAMRoleName == "asa-iam-key-rotation-lambda-assumed-role"
+
+
+def test_config_file_then_environment_then_options(tmp_path):
+    config = tmp_path / "keyrotation.toml"
+    config.write_text('RotationPeriod = 60\nInactiveBuffer = 5\nDryRunFlag = "False"\n')
+    environ = {"InactiveBuffer": "6", "RecoveryGracePeriod": "8"}
+
+    settings = load_settings(config, environ, overrides={"RecoveryGracePeriod": "9"})
+
+    assert (settings.RotationPeriod, settings.InactiveBuffer, settings.RecoveryGracePeriod) == (
+        60,
+        6,
+        9,
+    )
+    assert settings.mode is Mode.ENFORCE
+
+
+def test_json_config_file_is_read(tmp_path):
+    config = tmp_path / "settings.json"
+    config.write_text('{"IAMExemptionGroup": "Exempt"}')
+    assert load_settings(config, environ={}).IAMExemptionGroup == "Exempt"
+
+
+INVALID = [
+    ({"RotationPeriod": "1"}, "Invalid setting RotationPeriod: must exceed InactiveBuffer"),
+    ({"RotationPeriod": "soon"}, "Invalid setting RotationPeriod: Input should be a valid integer"),
+    ({"RotationPeriod": "0"}, "Invalid setting RotationPeriod"),
+    ({"InactivePeriod": "90"}, "Invalid setting InactivePeriod: must exceed RotationPeriod"),
+    ({"InactivePeriod": "175"}, "Invalid setting InactivePeriod: plus RecoveryGracePeriod"),
+    ({"InactiveBuffer": "0"}, "Invalid setting InactiveBuffer"),
+    ({"RecoveryGracePeriod": "-3"}, "Invalid setting RecoveryGracePeriod"),
+    ({"PendingActionWarnPeriod": "-1"}, "Invalid setting PendingActionWarnPeriod"),
+    ({"DryRunFlag": "maybe"}, "Invalid setting DryRunFlag: must be True or False"),
+    ({"AdminEmailAddress": "admin"}, "Invalid setting AdminEmailAddress"),
+    ({"EmailTemplateAudit": "../x.html"}, "Invalid setting EmailTemplateAudit"),
+    ({"EmailTemplateEnforce": "/etc/passwd"}, "Invalid setting EmailTemplateEnforce"),
+    ({"IAMRoleName": "bad role"}, "Invalid setting IAMRoleName"),
+    ({"OrganizationalUnitId": "finance"}, "Invalid setting OrganizationalUnitId"),
+    ({"RotationPeriodDays": "30"}, "Unknown setting RotationPeriodDays"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), INVALID, ids=[m for _, m in INVALID])
+def test_invalid_settings_are_refused_with_one_line_naming_the_parameter(values, message):
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={}, overrides=values)
+    text = str(raised.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+
+
+def test_a_broken_config_file_is_named(tmp_path):
+    config = tmp_path / "broken.toml"
+    config.write_text("RotationPeriod = = 3")
+    with pytest.raises(SettingsError, match=r"broken\.toml is not valid"):
+        load_settings(config, environ={})
+    with pytest.raises(SettingsError, match="Cannot read config file"):
+        load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_environment_values_that_are_empty_count_as_unset():
+    assert load_settings(environ={"RotationPeriod": ""}).RotationPeriod == 90
