@@ -36,7 +36,7 @@ def main() -> None:
     try:
         app()
     except (KeyRotationError, NoCredentialsError, BotoCoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
@@ -96,12 +96,13 @@ def demo(
     outbox: Annotated[Path, typer.Option(help="Folder for the demo's emails.")] = Path(
         "demo-outbox"
     ),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
 ) -> None:
     """Run the pipeline on a sample organization in the embedded AWS emulator."""
     from keyrotation.emulator.demo import run_demo
     from keyrotation.emulator.server import running_emulator
 
-    logs.configure(json_lines=False, level=logging.WARNING)
+    logs.configure(json_lines=False, level=logging.INFO if verbose else logging.WARNING)
     folder = outbox / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out.print("Starting the AWS emulator (moto's server) on a loopback port...")
     with running_emulator() as endpoint:

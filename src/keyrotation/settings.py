@@ -7,6 +7,7 @@ names the parameter.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -154,7 +155,9 @@ def _describe(exc: ValidationError) -> str:
         return f"Invalid setting {cycle.parameter}: {cycle}"
     name = ".".join(str(part) for part in error["loc"]) or "settings"
     if error["type"] == "extra_forbidden":
-        return f"Unknown setting {name}: known settings are {', '.join(NAMES)}"
+        close = difflib.get_close_matches(name, NAMES, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"Unknown setting {name}: {hint}known settings are {', '.join(NAMES)}"
     message = error["msg"].removeprefix("Value error, ")
     return f"Invalid setting {name}: {message} (got {error.get('input')!r})"
 

@@ -1,0 +1,5 @@
+"""`python -m keyrotation` runs the command line."""
+
+from keyrotation.cli import main
+
+main()
