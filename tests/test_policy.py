@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -325,3 +326,9 @@ def test_warnings_carry_only_warning_reasons():
     }
     assert warned == WARNINGS
     assert not acted & WARNINGS
+
+
+def test_the_readme_decision_table_names_every_reason():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Decision table", 1)[1].split("\n## ", 1)[0]
+    assert {reason for reason in Reason if f"`{reason.value}`" in table} == set(Reason)
