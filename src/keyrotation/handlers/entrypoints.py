@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation import logs
 from keyrotation.aws.session import base_session, client
 from keyrotation.aws.templates import load_from_bucket
+from keyrotation.errors import AccountError
 from keyrotation.handlers.events import NotifyEvent, RotationEvent, parse
 from keyrotation.model import Account
 from keyrotation.notify.deliver import deliver
@@ -34,22 +36,57 @@ ROTATION_FUNCTION = "RotationFunctionName"
 NOTIFIER_FUNCTION = "NotifierFunctionName"
 BUCKET = "S3BucketName"
 PREFIX = "S3BucketPrefix"
+ORG_MANAGEMENT_ROLE = "OrgManagementRoleArn"
 DEFAULT_PREFIX = "asa/asa-iam-rotation"
+
+# What each entry point reads from its environment besides the settings (settings.NAMES).
+# The main stack must set exactly these; tests/test_deploy*.py holds the two to each other.
+INVENTORY_ENVIRONMENT = (ROTATION_FUNCTION, ORG_MANAGEMENT_ROLE)
+ROTATION_ENVIRONMENT = (NOTIFIER_FUNCTION,)
+NOTIFIER_ENVIRONMENT = (BUCKET, PREFIX)
 
 
 def inventory(
     event: Any, session: boto3.Session | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """List the ACTIVE accounts and start one rotation job per account, asynchronously."""
+    """List the ACTIVE accounts and start one rotation job per account, asynchronously.
+
+    The listing runs in the management account when OrgManagementRoleArn names a role there;
+    without it, this account must be the management account or a delegated administrator.
+    """
     environ = os.environ if environ is None else environ
     session = session or base_session()
     settings = load_settings(environ=environ)
-    accounts = select_accounts(session, settings)
+    function = environ.get(ROTATION_FUNCTION, "")
+    if not function:
+        raise AccountError(f"{ROTATION_FUNCTION} is not set; deploy the main stack again")
+
+    role_arn = environ.get(ORG_MANAGEMENT_ROLE, "")
+    listing = _management_session(session, role_arn) if role_arn else session
+    accounts = select_accounts(listing, settings)
+
+    failed = []
     for account in accounts:
         job = {"account": account.account_id, "name": account.name, "email": account.email}
-        _invoke(session, environ[ROTATION_FUNCTION], job)
-        logs.event(log, "rotation job started", account=account.account_id)
-    return {"accounts": len(accounts)}
+        try:
+            _invoke(session, function, job)
+        except (ClientError, BotoCoreError) as exc:
+            failed.append(account.account_id)
+            logs.event(
+                log,
+                "rotation job not started",
+                logging.ERROR,
+                account=account.account_id,
+                error=str(exc),
+            )
+            continue
+        logs.event(log, "rotation job started", account=account.account_id, function=function)
+    if failed:
+        raise AccountError(
+            f"Rotation jobs for account(s) {', '.join(failed)} could not be started on "
+            f"{function}; the other {len(accounts) - len(failed)} were started"
+        )
+    return {"accounts": len(accounts), "function": function}
 
 
 def rotate_account(
@@ -118,6 +155,30 @@ def _template(session: boto3.Session, environ: Mapping[str, str], name: str) -> 
     if bucket:
         return load_from_bucket(session, bucket, environ.get(PREFIX, DEFAULT_PREFIX), name)
     return load_local(name)
+
+
+@requires(INVENTORY, "sts:AssumeRole")
+def _management_session(session: boto3.Session, role_arn: str) -> boto3.Session:
+    """A session in the management account, where the organization's accounts can be listed."""
+    account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else "?"
+    try:
+        response = client(session, "sts").assume_role(
+            RoleArn=role_arn, RoleSessionName="keyrotation-inventory", DurationSeconds=900
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise AccountError(
+            f"Cannot assume {role_arn} in the management account {account}: {exc}. Deploy "
+            f"deploy/management-role.yaml in account {account} (it trusts this stack's "
+            f"inventory role), or clear {ORG_MANAGEMENT_ROLE} if this account is a delegated "
+            "administrator of AWS Organizations."
+        ) from exc
+    credentials = response["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=session.region_name,
+    )
 
 
 @requires(INVENTORY, "lambda:InvokeFunction")
