@@ -126,6 +126,35 @@ def demo(
     raise typer.Exit(0 if result.passed else 1)
 
 
+@app.command()
+def package(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to build into.")] = Path("dist"),
+    prefix: Annotated[
+        str, typer.Option(help="S3BucketPrefix of the main stack.")
+    ] = "asa/asa-iam-rotation",
+    bucket: Annotated[
+        str | None, typer.Option(help="S3BucketName, to fill in the printed commands.")
+    ] = None,
+    dependencies: Annotated[
+        bool,
+        typer.Option(
+            "--dependencies/--no-dependencies",
+            help="Fetch pydantic and jinja2 for the Lambda platform from PyPI (needs pip).",
+        ),
+    ] = True,
+) -> None:
+    """Build the Lambda zip and the CloudFormation/Template/Lambda tree for `aws s3 sync`."""
+    from keyrotation.packaging import build, next_steps
+
+    built = build(out_dir, prefix, with_dependencies=dependencies)
+    out.print(f"Built {built.root}:", highlight=False, markup=False)
+    for path in (*built.cloudformation, *built.email_templates, built.lambda_zip):
+        out.print(f"  {path.relative_to(out_dir)}", highlight=False, markup=False)
+    out.print("\nNext, in the primary account (see deploy/README-deploy.md):", highlight=False)
+    for command in next_steps(built, out_dir, bucket):
+        out.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
+
+
 def local_notifier(
     settings: Settings, session, outbox: Path | None, template_dir: Path | None
 ) -> Notifier:

@@ -11,6 +11,7 @@ from keyrotation.errors import EventError
 from keyrotation.settings import EMAIL
 
 USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
 class _Event(BaseModel):
@@ -18,11 +19,18 @@ class _Event(BaseModel):
 
 
 class RotationEvent(_Event):
-    account: str = Field(pattern=r"^\d{12}$")
+    account: str
     name: str = Field(min_length=1, max_length=100)
     email: str
     ForceRotate: tuple[str, ...] = ()
     dryrun: bool | None = None
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        if not ACCOUNT_ID.match(value):
+            raise ValueError(f"{value!r} is not a 12-digit account id")
+        return value
 
     @field_validator("email")
     @classmethod
