@@ -13,15 +13,17 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation import logs
+from keyrotation.aws.advice import explain
 from keyrotation.aws.iam import IamAccount
+from keyrotation.aws.lock import AccountBusy, AccountLock
 from keyrotation.aws.organizations import list_accounts
 from keyrotation.aws.secrets import SecretStore
 from keyrotation.aws.session import assume_role, partition_of
+from keyrotation.aws.sts import KeyChecker
 from keyrotation.errors import (
     AccountError,
     KeyRotationError,
     NotificationError,
-    RotationError,
     TemplateError,
     UserGoneError,
 )
@@ -30,6 +32,7 @@ from keyrotation.notify.message import Notification, build
 from keyrotation.policy import decide
 from keyrotation.reasons import Reason
 from keyrotation.report import AccountReport, Outcome, RunReport, Status
+from keyrotation.rotation import Rotator
 from keyrotation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,10 @@ class RunContext:
     now: datetime
     dated: bool = False
     forced_users: frozenset[str] = field(default_factory=frozenset)
+    # A single-account job checks its forced users exist before it changes anything.
+    forced_users_must_exist: bool = False
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    key_checker: KeyChecker | None = None
 
     @property
     def mode(self) -> Mode:
@@ -63,7 +70,7 @@ def run_organization(
 ) -> RunReport:
     """Run every ACTIVE account of the organization (or those in `only_accounts`)."""
     report = RunReport(
-        run_id=uuid.uuid4().hex[:12],
+        run_id=context.run_id,
         started=context.now,
         mode=context.mode,
         dated=context.now.date() if context.dated else None,
@@ -122,12 +129,22 @@ def run_account(
     logs.event(log, "account started", account=account.account_id, mode=context.mode.value)
     try:
         member = assume_role(session, account.account_id, context.settings.IAMRoleName)
-        run = _AccountRun(member, account, context, report)
-        run.scan()
-        run.notify(notifier, partition_of(session))
+        lock = AccountLock(member, context.run_id, context.now)
+        if context.mode is Mode.ENFORCE:
+            lock.acquire()
+        try:
+            run = _AccountRun(member, account, context, report)
+            run.scan()
+            run.notify(notifier, partition_of(session))
+        finally:
+            if context.mode is Mode.ENFORCE:
+                lock.release()
+    except AccountBusy as exc:
+        report.busy = str(exc)
+        logs.event(log, "account busy", logging.WARNING, account=account.account_id)
     except (AccountError, *AWS_ERRORS) as exc:
         report.failed = True
-        report.errors.append(str(exc))
+        report.errors.append(explain(exc))
         logs.event(log, "account failed", logging.ERROR, account=account.account_id, error=str(exc))
     logs.event(
         log,
@@ -152,10 +169,20 @@ class _AccountRun:
         self.report = report
         self.iam = IamAccount(session, self.settings.ListPageSize)
         self.secrets = SecretStore(session)
+        checker = context.key_checker or KeyChecker(session.region_name or "us-east-1")
+        self.rotator = Rotator(self.iam, self.secrets, checker, self.today)
 
     def scan(self) -> None:
-        exempt = self.iam.group_members(self.settings.IAMExemptionGroup)
-        for user in self.iam.users():
+        """Read the account's user list and exemptions whole before changing anything: a read
+        that fails is never taken for an empty answer."""
+        try:
+            exempt = self.iam.group_members(self.settings.IAMExemptionGroup)
+            users = list(self.iam.users())
+        except AWS_ERRORS as exc:
+            raise AccountError(f"account not scanned: {explain(exc)}") from exc
+        self._check_forced_users({u.name for u in users})
+
+        for user in users:
             if user.name in self.context.forced_users:
                 self.report.forced_found.add(user.name)
             if user.name in exempt:
@@ -168,17 +195,45 @@ class _AccountRun:
             except UserGoneError as exc:
                 self.report.skipped.append(f"user {user.name}: {exc}, skipped")
                 self._log("user skipped", user.name, logging.WARNING, outcome="gone")
+            except _NotScanned as exc:
+                self.report.not_scanned.append(f"user {user.name}: {exc}")
+                self._log("user not scanned", user.name, logging.ERROR, error=str(exc))
             except (KeyRotationError, *AWS_ERRORS) as exc:
-                self.report.errors.append(f"user {user.name}: {exc}")
+                self.report.errors.append(f"user {user.name}: {explain(exc)}")
                 self._log("user failed", user.name, logging.ERROR, error=str(exc))
+
+    def _check_forced_users(self, names: set[str]) -> None:
+        missing = sorted(self.context.forced_users - names)
+        if missing and self.context.forced_users_must_exist:
+            raise AccountError(
+                f"ForceRotate names {', '.join(missing)}, not a user of account "
+                f"{self.account.account_id}; nothing was changed"
+            )
+
+    def _read(self, user: User) -> tuple[list[AccessKey], object]:
+        try:
+            return self.iam.access_keys(user.name), self.iam.lifecycle(user.name)
+        except AWS_ERRORS as exc:
+            raise _NotScanned(
+                f"its keys could not be read, so nothing was changed: {explain(exc)}"
+            ) from exc
 
     def _user(self, user: User) -> None:
         forced = user.name in self.context.forced_users
+        enforce = self.context.mode is Mode.ENFORCE
+        keys, lifecycle = self._read(user)
+        if enforce and lifecycle.rotation is not None:
+            note = self.rotator.resume(user, keys, lifecycle)
+            self.report.recoveries.append(f"user {user.name}: {note}")
+            self._log("rotation resumed", user.name, logging.WARNING, detail=note)
+            keys, lifecycle = self._read(user)
+
         seen: set[tuple[str, ActionKind, Reason]] = set()
         for round_ in range(MAX_ROUNDS):
-            keys = self.iam.access_keys(user.name)
-            records = self.iam.records(user.name)
-            if self.context.mode is Mode.ENFORCE:
+            if round_:
+                keys, lifecycle = self._read(user)
+            records = lifecycle.records
+            if enforce:
                 records = self._keep_records(user.name, keys, records)
             plan = decide(
                 keys, records, self.settings.periods, self.context.now, forced and round_ == 0
@@ -187,7 +242,7 @@ class _AccountRun:
             seen.update((a.key_id, a.kind, a.reason) for a in fresh)
             if not fresh:
                 return
-            if self.context.mode is Mode.AUDIT:
+            if not enforce:
                 self._record_all(user, fresh, Status.PLANNED)
                 return
             if not self._act(user, keys, records, fresh):
@@ -215,7 +270,7 @@ class _AccountRun:
                 raise
             except (KeyRotationError, *AWS_ERRORS) as exc:
                 self._outcome(user, action, Status.FAILED, str(exc))
-                self.report.errors.append(f"user {user.name}, key {action.key_id}: {exc}")
+                self.report.errors.append(f"user {user.name}, key {action.key_id}: {explain(exc)}")
                 return False
             self._outcome(user, action, Status.DONE, detail)
         return True
@@ -226,7 +281,12 @@ class _AccountRun:
         record = records.get(key.key_id, KeyRecord())
         periods = self.settings.periods
         if action.kind is ActionKind.ROTATE:
-            return self._rotate(user, key, record)
+            stored = self.rotator.rotate(user, key, record)
+            deactivation = max(
+                key.created.date() + timedelta(days=periods.inactive),
+                self.today + timedelta(days=periods.inactive_buffer),
+            )
+            return f"{stored}; key {key.key_id} to be deactivated on {deactivation}"
         if action.kind is ActionKind.DEACTIVATE:
             self.iam.deactivate_key(user.name, key.key_id)
             self.iam.write_record(user.name, key.key_id, replace(record, deactivated=self.today))
@@ -237,31 +297,6 @@ class _AccountRun:
             self.iam.forget_records(user.name, [key.key_id])
             return ""
         return ""
-
-    def _rotate(self, user: User, old: AccessKey, record: KeyRecord) -> str:
-        """Create, store, then record. The old key is never touched here."""
-        if len(self.iam.access_keys(user.name)) >= 2:
-            raise RotationError("the user already has two keys; no key was created")
-        new = self.iam.create_key(user.name)
-        try:
-            stored = self.secrets.store(user, new)
-            self.iam.allow_secret_read(user.name, stored.arn)
-        except AWS_ERRORS as exc:
-            self.iam.delete_key(user.name, new.key_id)
-            raise RotationError(
-                f"storing new key {new.key_id} failed, so it was deleted again and key "
-                f"{old.key_id} stays as it was: {exc}"
-            ) from exc
-        self.iam.write_record(user.name, old.key_id, replace(record, replaced=self.today))
-        periods = self.settings.periods
-        deactivation = max(
-            old.created.date() + timedelta(days=periods.inactive),
-            self.today + timedelta(days=periods.inactive_buffer),
-        )
-        return (
-            f"new key {new.key_id} stored in secret {stored.name}; "
-            f"key {old.key_id} to be deactivated on {deactivation}"
-        )
 
     def _keep_records(
         self, user: str, keys: list[AccessKey], records: dict[str, KeyRecord]
@@ -284,7 +319,7 @@ class _AccountRun:
             self.report.notification = notifier(notification)
         except (NotificationError, TemplateError, *AWS_ERRORS) as exc:
             self.report.notification = f"failed: {exc}"
-            self.report.errors.append(f"notification to {notification.to} failed: {exc}")
+            self.report.errors.append(f"notification to {notification.to} failed: {explain(exc)}")
             logs.event(log, "notification failed", logging.ERROR, account=self.account.account_id)
             return
         if self.context.mode is Mode.ENFORCE:
@@ -334,3 +369,7 @@ class _AccountRun:
             dated=self.today.isoformat() if self.context.dated else None,
             **fields,
         )
+
+
+class _NotScanned(Exception):
+    """A read about a user failed; the user gets no change today."""

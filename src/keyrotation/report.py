@@ -48,13 +48,16 @@ class AccountReport:
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    not_scanned: list[str] = field(default_factory=list)
+    recoveries: list[str] = field(default_factory=list)
     forced_found: set[str] = field(default_factory=set)
+    busy: str = ""
     failed: bool = False
     notification: str = "not needed"
 
     @property
     def clean(self) -> bool:
-        return not self.failed and not self.errors
+        return not self.failed and not self.errors and not self.not_scanned
 
     def count(self, kind: ActionKind) -> int:
         return sum(1 for o in self.outcomes if o.action.kind is kind and o.status != Status.FAILED)
@@ -71,6 +74,9 @@ class AccountReport:
             "outcomes": [o.to_dict() for o in self.outcomes],
             "errors": self.errors,
             "skipped": self.skipped,
+            "not_scanned": self.not_scanned,
+            "recoveries": self.recoveries,
+            "busy": self.busy,
             "failed": self.failed,
             "notification": self.notification,
         }

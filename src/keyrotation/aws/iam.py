@@ -74,7 +74,7 @@ class IamAccount:
         )
 
     @requires(MEMBER, "iam:ListUserTags")
-    def records(self, user: str) -> dict[str, KeyRecord]:
+    def lifecycle(self, user: str) -> records.Lifecycle:
         with _user_gone(user):
             paginator = self._iam.get_paginator("list_user_tags")
             tags = {
@@ -82,7 +82,33 @@ class IamAccount:
                 for page in paginator.paginate(UserName=user)
                 for tag in page["Tags"]
             }
-        return records.records_from_tags(tags)
+        return records.lifecycle_from_tags(tags)
+
+    def records(self, user: str) -> dict[str, KeyRecord]:
+        return self.lifecycle(user).records
+
+    @requires(MEMBER, "iam:TagUser")
+    def mark_rotation(self, user: str, rotation: records.PendingRotation) -> None:
+        with _user_gone(user):
+            self._iam.tag_user(
+                UserName=user,
+                Tags=[{"Key": records.ROTATION_TAG, "Value": records.encode_rotation(rotation)}],
+            )
+
+    @requires(MEMBER, "iam:UntagUser")
+    def clear_rotation(self, user: str) -> None:
+        with _user_gone(user):
+            self._iam.untag_user(UserName=user, TagKeys=[records.ROTATION_TAG])
+
+    @requires(MEMBER, "iam:GetUser")
+    def exists(self, user: str) -> bool:
+        try:
+            self._iam.get_user(UserName=user)
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                return False
+            raise
+        return True
 
     @requires(MEMBER, "iam:TagUser")
     def write_record(self, user: str, key_id: str, record: KeyRecord) -> None:
@@ -113,8 +139,14 @@ class IamAccount:
 
     @requires(MEMBER, "iam:DeleteAccessKey")
     def delete_key(self, user: str, key_id: str) -> None:
-        with _user_gone(user):
+        """Delete the key; a key that is already gone (a concurrent run) is not an error."""
+        try:
             self._iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+        except ClientError as exc:
+            if _code(exc) != "NoSuchEntity":
+                raise
+            if not self.exists(user):
+                raise UserGoneError(f"user {user} no longer exists") from exc
 
     @requires(MEMBER, "iam:PutUserPolicy")
     def allow_secret_read(self, user: str, secret_arn: str) -> None:

@@ -6,13 +6,17 @@ IAM tag values allow letters, digits, spaces and `_.:/=+-@`, so a record reads
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 
 from keyrotation.model import KeyRecord
 from keyrotation.reasons import Reason
 
 TAG_PREFIX = "keyrotation:"
+ROTATION_TAG = "keyrotation:rotation-in-progress"
+_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 _CODES = frozenset(reason.value for reason in Reason)
 
 
@@ -46,12 +50,47 @@ def decode(value: str) -> KeyRecord:
     )
 
 
-def records_from_tags(tags: Mapping[str, str]) -> dict[str, KeyRecord]:
-    return {
+@dataclass(frozen=True)
+class PendingRotation:
+    """A rotation that was started and not finished: which key it replaces, and when."""
+
+    old_key_id: str
+    started: date
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Everything this tool keeps on one user: per-key records and a rotation under way."""
+
+    records: dict[str, KeyRecord]
+    rotation: PendingRotation | None = None
+
+
+def lifecycle_from_tags(tags: Mapping[str, str]) -> Lifecycle:
+    records = {
         name.removeprefix(TAG_PREFIX): decode(value)
         for name, value in tags.items()
-        if name.startswith(TAG_PREFIX)
+        if name.startswith(TAG_PREFIX) and _KEY_ID.match(name.removeprefix(TAG_PREFIX))
     }
+    return Lifecycle(records, _rotation(tags.get(ROTATION_TAG)))
+
+
+def records_from_tags(tags: Mapping[str, str]) -> dict[str, KeyRecord]:
+    return lifecycle_from_tags(tags).records
+
+
+def encode_rotation(rotation: PendingRotation) -> str:
+    return f"old={rotation.old_key_id} started={rotation.started.isoformat()}"
+
+
+def _rotation(value: str | None) -> PendingRotation | None:
+    if not value:
+        return None
+    fields = dict(part.partition("=")[::2] for part in value.split())
+    started = _date(fields.get("started"))
+    if not fields.get("old") or started is None:
+        return None
+    return PendingRotation(fields["old"], started)
 
 
 def _date(text: str | None) -> date | None:

@@ -1,10 +1,14 @@
-"""Each user's access key secret in Secrets Manager, readable by that user alone."""
+"""Each user's access key secret in Secrets Manager, readable by that user alone.
+
+A new key goes in as a pending version whose id is derived from the key id, so a later run can
+tell from the secret's stages alone (it cannot read the value) how far a rotation got.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import uuid
 from datetime import UTC
 
 import boto3
@@ -14,6 +18,10 @@ from keyrotation.aws.iam import NewKey
 from keyrotation.aws.session import client
 from keyrotation.model import User
 from keyrotation.permissions import MEMBER, requires
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+_VERSIONS = uuid.UUID("6f1f8a52-3c0e-4d8e-9a53-2f4b8f0f6a11")
 
 
 def secret_name(user_name: str) -> str:
@@ -29,10 +37,9 @@ def secret_name(user_name: str) -> str:
     return f"User_{user_name.replace(',', '.')}_AccessKey_{digest}"
 
 
-@dataclass(frozen=True)
-class StoredSecret:
-    name: str
-    arn: str
+def version_id(key_id: str) -> str:
+    """The secret version that holds `key_id`: the same on every run."""
+    return str(uuid.uuid5(_VERSIONS, key_id))
 
 
 class SecretStore:
@@ -41,13 +48,28 @@ class SecretStore:
 
     @requires(
         MEMBER,
+        "secretsmanager:DescribeSecret",
         "secretsmanager:CreateSecret",
-        "secretsmanager:PutSecretValue",
         "secretsmanager:PutResourcePolicy",
     )
-    def store(self, user: User, key: NewKey) -> StoredSecret:
-        """Write the key as the secret's current value, creating the secret the first time."""
+    def ensure(self, user: User) -> str:
+        """The user's secret's ARN, creating it (empty) the first time; its policy is reset."""
         name = secret_name(user.name)
+        try:
+            arn = self._secrets.describe_secret(SecretId=name)["ARN"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            arn = self._secrets.create_secret(
+                Name=name, Description=f"Access key of IAM user {user.arn}, kept by keyrotation."
+            )["ARN"]
+        self._secrets.put_resource_policy(
+            SecretId=arn, ResourcePolicy=json.dumps(owner_only_policy(user.arn))
+        )
+        return arn
+
+    @requires(MEMBER, "secretsmanager:PutSecretValue")
+    def put_pending(self, user: User, key: NewKey) -> str:
         value = json.dumps(
             {
                 "UserName": user.name,
@@ -57,20 +79,47 @@ class SecretStore:
                 "CreateDate": key.created.astimezone(UTC).isoformat(),
             }
         )
-        try:
-            arn = self._secrets.put_secret_value(SecretId=name, SecretString=value)["ARN"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-            arn = self._secrets.create_secret(
-                Name=name,
-                Description=f"Access key of IAM user {user.arn}, kept by keyrotation.",
-                SecretString=value,
-            )["ARN"]
-        self._secrets.put_resource_policy(
-            SecretId=arn, ResourcePolicy=json.dumps(owner_only_policy(user.arn))
+        version = version_id(key.key_id)
+        self._secrets.put_secret_value(
+            SecretId=secret_name(user.name),
+            SecretString=value,
+            ClientRequestToken=version,
+            VersionStages=[PENDING],
         )
-        return StoredSecret(name, arn)
+        return version
+
+    @requires(MEMBER, "secretsmanager:DescribeSecret")
+    def stages(self, user_name: str) -> dict[str, list[str]] | None:
+        """Version id -> staging labels, or None when the user has no secret."""
+        try:
+            described = self._secrets.describe_secret(SecretId=secret_name(user_name))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        return dict(described.get("VersionIdsToStages", {}))
+
+    @requires(MEMBER, "secretsmanager:DescribeSecret", "secretsmanager:UpdateSecretVersionStage")
+    def promote(self, user_name: str, version: str) -> None:
+        """Make `version` the current one (the first version of a secret already is)."""
+        name = secret_name(user_name)
+        stages = self.stages(user_name) or {}
+        current = next((v for v, labels in stages.items() if CURRENT in labels), None)
+        if current != version:
+            move = {"RemoveFromVersionId": current} if current else {}
+            self._secrets.update_secret_version_stage(
+                SecretId=name, VersionStage=CURRENT, MoveToVersionId=version, **move
+            )
+        if PENDING in stages.get(version, []):
+            self._secrets.update_secret_version_stage(
+                SecretId=name, VersionStage=PENDING, RemoveFromVersionId=version
+            )
+
+    @requires(MEMBER, "secretsmanager:UpdateSecretVersionStage")
+    def discard_pending(self, user_name: str, version: str) -> None:
+        self._secrets.update_secret_version_stage(
+            SecretId=secret_name(user_name), VersionStage=PENDING, RemoveFromVersionId=version
+        )
 
 
 def owner_only_policy(user_arn: str) -> dict:
