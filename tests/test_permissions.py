@@ -11,6 +11,7 @@ import pkgutil
 import re
 from typing import Any
 
+import boto3
 import pytest
 
 import keyrotation
@@ -19,6 +20,7 @@ from keyrotation.aws import records
 from keyrotation.aws.lock import LOCK_NAME, AccountLock
 from keyrotation.aws.secrets import secret_name
 from keyrotation.handlers.lambda_handlers import RUNTIME_ACTIONS
+from keyrotation.notify.unsent import BucketStore
 from keyrotation.permissions import INVENTORY, MEMBER, NOTIFIER, ROTATION, actions_for
 from tests.test_deploy_templates import template
 
@@ -151,3 +153,15 @@ def test_rotation_may_assume_only_the_member_role():
 
 def _matches(name: str, pattern: str) -> bool:
     return re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), name) is not None
+
+
+def test_rotation_keeps_unsent_email_lines_only_at_their_keys():
+    store = BucketStore(boto3.Session(region_name="us-east-1"), "bucket", "${S3BucketPrefix}")
+    folder = store._key("111122223333").removesuffix("111122223333.json")
+    journal = [
+        s for s in statements("main.yaml", "RotationRole") if str(s["Action"]).startswith("['s3")
+    ]
+
+    assert [s["Resource"] for s in journal] == [
+        {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{S3BucketName}}/{folder}*"}
+    ]

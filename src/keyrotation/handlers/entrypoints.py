@@ -26,6 +26,7 @@ from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
 from keyrotation.notify.render import load_local
 from keyrotation.notify.senders import SesSender
+from keyrotation.notify.unsent import BucketStore, UnsentStore
 from keyrotation.permissions import INVENTORY, ROTATION, requires
 from keyrotation.pipeline import Notifier, RunContext, run_account, select_accounts
 from keyrotation.settings import Settings, load_settings
@@ -42,7 +43,7 @@ DEFAULT_PREFIX = "asa/asa-iam-rotation"
 # What each entry point reads from its environment besides the settings (settings.NAMES).
 # The main stack must set exactly these; tests/test_deploy*.py holds the two to each other.
 INVENTORY_ENVIRONMENT = (ROTATION_FUNCTION, ORG_MANAGEMENT_ROLE)
-ROTATION_ENVIRONMENT = (NOTIFIER_FUNCTION,)
+ROTATION_ENVIRONMENT = (NOTIFIER_FUNCTION, BUCKET, PREFIX)
 NOTIFIER_ENVIRONMENT = (BUCKET, PREFIX)
 
 
@@ -102,12 +103,14 @@ def rotate_account(
     overrides = {} if request.dryrun is None else {"DryRunFlag": request.dryrun}
     settings = load_settings(environ=environ, overrides=overrides)
     context = RunContext(
-        settings, now=now or datetime.now(UTC), forced_users=frozenset(request.ForceRotate)
+        settings,
+        now=now or datetime.now(UTC),
+        forced_users=frozenset(request.ForceRotate),
+        forced_users_must_exist=True,
+        unsent=_unsent_store(session, environ),
     )
     account = Account(request.account, request.name, request.email)
     report = run_account(session, account, context, _notifier(session, settings, environ))
-    for user in sorted(context.forced_users - report.forced_found):
-        report.errors.append(f"ForceRotate names user {user}, who is not in this account")
     return report.to_dict()
 
 
@@ -148,6 +151,17 @@ def _notifier(session: boto3.Session, settings: Settings, environ: Mapping[str, 
         return notify(payload, session, environ)["status"]
 
     return hand_over
+
+
+@requires(ROTATION, "s3:ListBucket")
+def _unsent_store(session: boto3.Session, environ: Mapping[str, str]) -> UnsentStore | None:
+    """Unsent email lines kept in the deployment's bucket, beside the package.
+
+    BucketStore.load reads a key that is usually missing; without s3:ListBucket on that prefix
+    S3 answers AccessDenied instead of NoSuchKey, so the permission is declared here.
+    """
+    bucket = environ.get(BUCKET)
+    return BucketStore(session, bucket, environ.get(PREFIX, DEFAULT_PREFIX)) if bucket else None
 
 
 def _template(session: boto3.Session, environ: Mapping[str, str], name: str) -> str:
