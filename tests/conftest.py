@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from keyrotation.emulator.server import running_emulator
+from tests.faults import Faults, patch_product_clients
 from tests.orgs import OrgBuilder
 
 
@@ -31,22 +32,23 @@ def _keyrotation_logs(caplog) -> None:
 
 
 @pytest.fixture
+def faults(monkeypatch) -> Faults:
+    """Faults on every AWS call the product makes during the test."""
+    injected = Faults()
+    patch_product_clients(monkeypatch, injected)
+    return injected
+
+
+@pytest.fixture
 def iam_hooks(monkeypatch) -> list:
     """Botocore event hooks put on every client the product makes, e.g. to change state
     between two of its calls. The calls still go over HTTP to moto's server."""
-    import keyrotation.aws.iam
-    import keyrotation.aws.secrets
-    from keyrotation.aws import session as aws_session
-
     hooks: list = []
-    real_client = aws_session.client
 
-    def hooked_client(*args, **kwargs):
-        made = real_client(*args, **kwargs)
-        for event, handler in hooks:
-            made.meta.events.register(event, handler)
-        return made
+    class Hooks:
+        def attach(self, client):
+            for event, handler in hooks:
+                client.meta.events.register(event, handler)
 
-    for module in (aws_session, keyrotation.aws.iam, keyrotation.aws.secrets):
-        monkeypatch.setattr(module, "client", hooked_client)
+    patch_product_clients(monkeypatch, Hooks())
     return hooks

@@ -23,6 +23,7 @@ from keyrotation.emulator.sample import (
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
 from keyrotation.notify.senders import OutboxSender
+from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import RunContext, run_organization
 from keyrotation.report import RunReport
 from keyrotation.settings import validate_settings
@@ -70,7 +71,12 @@ class OrgBuilder:
         only = [a.account_id for a in accounts] if accounts else []
         day = self.now + timedelta(days=days)
         with time_machine.travel(day, tick=True):
-            context = RunContext(config, datetime.now(UTC), forced_users=frozenset(forced))
+            context = RunContext(
+                config,
+                datetime.now(UTC),
+                forced_users=frozenset(forced),
+                unsent=FolderStore(self.outbox.parent / "state"),
+            )
             return run_organization(self.session, context, notifier, only)
 
     def emails(self) -> list[str]:

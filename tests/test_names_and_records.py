@@ -58,7 +58,9 @@ def test_a_record_survives_a_round_trip_through_a_valid_tag_value(record):
 
 def test_unknown_parts_and_other_tags_are_ignored():
     tags = {
-        tag_key("AKIAIOSFODNN7EXAMPLE"): "replaced=2026-01-02 bogus=1 deactivated=never warned=NOPE",
+        tag_key(
+            "AKIAIOSFODNN7EXAMPLE"
+        ): "replaced=2026-01-02 bogus=1 deactivated=never warned=NOPE",
         "team": "payments",
     }
     assert records_from_tags(tags) == {"AKIAIOSFODNN7EXAMPLE": KeyRecord(replaced=date(2026, 1, 2))}

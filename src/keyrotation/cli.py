@@ -23,6 +23,7 @@ from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
 from keyrotation.notify.senders import OutboxSender, SesSender
+from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import Notifier, RunContext, run_organization
 from keyrotation.report import RunReport
 from keyrotation.settings import Settings, load_settings
@@ -68,6 +69,9 @@ def run(
     template_dir: Annotated[
         Path | None, typer.Option(help="Folder of email templates that overrides the defaults.")
     ] = None,
+    state_dir: Annotated[
+        Path, typer.Option(help="Where emails not yet sent are kept until the next run.")
+    ] = Path("~/.keyrotation"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
 ) -> None:
     """One daily run over the organization's accounts."""
@@ -78,7 +82,11 @@ def run(
     settings = load_settings(config, overrides=overrides)
     now = _now(as_of)
     context = RunContext(
-        settings, now, dated=as_of is not None, forced_users=frozenset(force_rotate)
+        settings,
+        now,
+        dated=as_of is not None,
+        forced_users=frozenset(force_rotate),
+        unsent=FolderStore(state_dir.expanduser()),
     )
     session = base_session()
     notifier = local_notifier(settings, session, outbox, template_dir)

@@ -28,7 +28,8 @@ from keyrotation.errors import (
     UserGoneError,
 )
 from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyRecord, Mode, User
-from keyrotation.notify.message import Notification, build
+from keyrotation.notify.message import Notification, build, describe
+from keyrotation.notify.unsent import UnsentStore
 from keyrotation.policy import decide
 from keyrotation.reasons import Reason
 from keyrotation.report import AccountReport, Outcome, RunReport, Status
@@ -54,6 +55,7 @@ class RunContext:
     forced_users_must_exist: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     key_checker: KeyChecker | None = None
+    unsent: UnsentStore | None = None
 
     @property
     def mode(self) -> Mode:
@@ -171,6 +173,7 @@ class _AccountRun:
         self.secrets = SecretStore(session)
         checker = context.key_checker or KeyChecker(session.region_name or "us-east-1")
         self.rotator = Rotator(self.iam, self.secrets, checker, self.today)
+        self.journal = context.unsent if context.mode is Mode.ENFORCE else None
 
     def scan(self) -> None:
         """Read the account's user list and exemptions whole before changing anything: a read
@@ -181,6 +184,8 @@ class _AccountRun:
         except AWS_ERRORS as exc:
             raise AccountError(f"account not scanned: {explain(exc)}") from exc
         self._check_forced_users({u.name for u in users})
+        if self.journal is not None:
+            self.report.earlier = self.journal.load(self.account.account_id)
 
         for user in users:
             if user.name in self.context.forced_users:
@@ -264,6 +269,8 @@ class _AccountRun:
         """Run the actions in order; stop the user's plan at the first failure."""
         by_id = {k.key_id: k for k in keys}
         for action in actions:
+            if action.changes:
+                self._write_ahead(user, action)
             try:
                 detail = self._execute(user, action, by_id[action.key_id], records)
             except UserGoneError:
@@ -298,6 +305,20 @@ class _AccountRun:
             return ""
         return ""
 
+    def _write_ahead(self, user: User, action: Action) -> None:
+        """Note the change before making it, so a run that stops cannot hide it."""
+        if self.journal is None:
+            return
+        started = (
+            f"{self.today}: started to {action.kind.value.lower()} key {action.key_id} of user "
+            f"{user.name} [{action.reason.value}]; that run stopped before it confirmed the result"
+        )
+        lines = [*self.report.earlier, *self._lines(), started]
+        self.journal.save(self.account.account_id, lines)
+
+    def _lines(self) -> list[str]:
+        return [f"{self.today}: {describe(o, self.report.mode)}" for o in self.report.outcomes]
+
     def _keep_records(
         self, user: str, keys: list[AccessKey], records: dict[str, KeyRecord]
     ) -> dict[str, KeyRecord]:
@@ -321,7 +342,13 @@ class _AccountRun:
             self.report.notification = f"failed: {exc}"
             self.report.errors.append(f"notification to {notification.to} failed: {explain(exc)}")
             logs.event(log, "notification failed", logging.ERROR, account=self.account.account_id)
+            if self.journal is not None:
+                unsent = [*self.report.earlier, *self._lines()]
+                unsent += [f"{self.today}: Repaired: {n}" for n in self.report.recoveries]
+                self.journal.save(self.account.account_id, unsent)
             return
+        if self.journal is not None:
+            self.journal.clear(self.account.account_id)
         if self.context.mode is Mode.ENFORCE:
             self._remember_warnings()
 

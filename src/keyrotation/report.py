@@ -50,6 +50,7 @@ class AccountReport:
     skipped: list[str] = field(default_factory=list)
     not_scanned: list[str] = field(default_factory=list)
     recoveries: list[str] = field(default_factory=list)
+    earlier: list[str] = field(default_factory=list)
     forced_found: set[str] = field(default_factory=set)
     busy: str = ""
     failed: bool = False
@@ -76,6 +77,7 @@ class AccountReport:
             "skipped": self.skipped,
             "not_scanned": self.not_scanned,
             "recoveries": self.recoveries,
+            "earlier": self.earlier,
             "busy": self.busy,
             "failed": self.failed,
             "notification": self.notification,

@@ -21,6 +21,7 @@ from keyrotation.emulator.sample import (
     use_key,
 )
 from keyrotation.model import KeyRecord
+from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import RunContext, run_organization
 from keyrotation.report import RunReport
 from keyrotation.settings import Settings
@@ -139,6 +140,7 @@ def run_demo(
                 settings,
                 now=datetime.now(UTC),
                 forced_users=frozenset(FORCED if offset == 0 else ()),
+                unsent=FolderStore(outbox / "state"),
             )
             report = run_organization(boto3.Session(region_name="us-east-1"), context, notifier)
         reports.append((day, report))

@@ -57,7 +57,7 @@ def build(
     report: AccountReport, settings: Settings, partition: str, now: datetime
 ) -> Notification | None:
     """The account's email, or None when there is nothing to tell."""
-    if not report.outcomes and not report.recoveries:
+    if not report.outcomes and not report.recoveries and not report.earlier:
         return None
     account = report.account
     verb = "audit" if report.mode is Mode.AUDIT else "actions"
@@ -66,7 +66,8 @@ def build(
         "account_id": account.account_id,
         "account_name": account.name,
         "timestamp": now.strftime("%Y-%m-%d %H:%M UTC"),
-        "actions": [describe(o, report.mode) for o in report.outcomes]
+        "actions": [f"Not sent before: {line}" for line in report.earlier]
+        + [describe(o, report.mode) for o in report.outcomes]
         + [f"Repaired: {note}" for note in report.recoveries],
         "rotation_period": settings.RotationPeriod,
         "installation_grace_period": settings.InactiveBuffer,
@@ -75,6 +76,8 @@ def build(
             {**o.to_dict(), "advice": o.action.reason.text.advice, "line": describe(o, report.mode)}
             for o in report.outcomes
         ],
+        "notes": [f"Not sent before: {line}" for line in report.earlier]
+        + [f"Repaired: {note}" for note in report.recoveries],
         "mode": report.mode.value,
     }
     return Notification(
