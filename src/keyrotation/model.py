@@ -39,6 +39,7 @@ class User:
     name: str
     arn: str
     path: str = "/"
+    user_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class KeyRecord:
     replaced: date | None = None
     deactivated: date | None = None
     warned: frozenset[Reason] = frozenset()
+    # The day this tool created the key; differs from IAM's date only in runs dated --as-of.
+    created: date | None = None
 
 
 @dataclass(frozen=True)

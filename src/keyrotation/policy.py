@@ -35,7 +35,7 @@ def decide(
         raise PolicyError(f"IAM allows two keys per user, found {len(keys)}")
 
     day = _Day(now.date(), periods, records)
-    keys = sorted(keys, key=lambda k: (k.created, k.key_id))
+    keys = sorted(keys, key=lambda k: (day.created(k), k.created, k.key_id))
     active = [k for k in keys if k.active]
     inactive = [k for k in keys if not k.active]
 
@@ -66,8 +66,11 @@ class _Day:
     def record(self, key: AccessKey) -> KeyRecord:
         return self.records.get(key.key_id, KeyRecord())
 
+    def created(self, key: AccessKey) -> date:
+        return self.record(key).created or key.created.date()
+
     def rotation_date(self, key: AccessKey) -> date:
-        return key.created.date() + timedelta(days=self.periods.rotation)
+        return self.created(key) + timedelta(days=self.periods.rotation)
 
     def expired(self, key: AccessKey) -> bool:
         return self.today >= self.rotation_date(key)
@@ -87,7 +90,7 @@ class _Day:
         return Action(WARN, key.key_id, reason, on, step)
 
     def rotated_today(self, keys: Sequence[AccessKey]) -> bool:
-        return any(k.created.date() >= self.today for k in keys)
+        return any(self.created(k) >= self.today for k in keys)
 
     def inactive_key_steps(self, key: AccessKey) -> list[Action]:
         on = self.deletion_date(key)
@@ -137,17 +140,19 @@ def _before_expiry(day: _Day, key: AccessKey, blocker: AccessKey | None) -> list
 
 def _two_active(day: _Day, old: AccessKey, new: AccessKey) -> list[Action]:
     """Two active keys: the newer one replaced the older, which waits for deactivation."""
-    replaced = day.record(old).replaced or new.created.date()
+    replaced = day.record(old).replaced or day.created(new)
     buffer_end = replaced + timedelta(days=day.periods.inactive_buffer)
-    deactivation = max(old.created.date() + timedelta(days=day.periods.inactive), buffer_end)
+    deactivation = max(day.created(old) + timedelta(days=day.periods.inactive), buffer_end)
 
-    if day.today >= deactivation:
-        return [day.act(DEACTIVATE, old, Reason.INSTALL_GRACE_PERIOD_END)]
-
+    # Both expired: neither can be rotated while both exist. Keep the key in use, so a key
+    # nobody uses never pushes out the one an application does.
     if day.expired(new):
         lru = _least_recently_used(old, new)
         if lru is new or day.today >= buffer_end:
             return [day.act(DEACTIVATE, lru, Reason.EXPIRED_ACTIVE_KEY_CONFLICT_LRU)]
+
+    if day.today >= deactivation:
+        return [day.act(DEACTIVATE, old, Reason.INSTALL_GRACE_PERIOD_END)]
 
     actions = []
     if day.warn_window(deactivation):
@@ -155,7 +160,10 @@ def _two_active(day: _Day, old: AccessKey, new: AccessKey) -> list[Action]:
     new_rotation = day.rotation_date(new)
     old_gone = deactivation + timedelta(days=day.periods.recovery_grace)
     if day.warn_window(new_rotation) and old_gone > new_rotation:
-        actions.append(day.warn(ROTATE, new, Reason.KEY_PENDING_EXPIRATION_CONFLICT, new_rotation))
+        lru = _least_recently_used(old, new)
+        actions.append(
+            day.warn(DEACTIVATE, lru, Reason.KEY_PENDING_EXPIRATION_CONFLICT, new_rotation)
+        )
     return actions
 
 
@@ -167,10 +175,12 @@ def _forced(day: _Day, active: list[AccessKey], inactive: list[AccessKey]) -> li
             day.act(ROTATE, active[0], Reason.FORCED_ROTATION),
         ]
     if len(active) == 2:
-        lru = _least_recently_used(*active)
-        keep = active[1] if lru is active[0] else active[0]
+        # A key already replaced goes first: that is the one a forced rotation wants gone.
+        replaced = [k for k in active if day.record(k).replaced is not None]
+        victim = replaced[0] if replaced else _least_recently_used(*active)
+        keep = active[1] if victim is active[0] else active[0]
         return [
-            day.act(DELETE, lru, Reason.FORCED_ROTATION_CONFLICT_LRU),
+            day.act(DELETE, victim, Reason.FORCED_ROTATION_CONFLICT_LRU),
             day.act(ROTATE, keep, Reason.FORCED_ROTATION),
         ]
     return [day.act(ROTATE, active[0], Reason.FORCED_ROTATION)]

@@ -62,8 +62,8 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "Nothing to do: the key was never used.",
     ),
     Reason.FORCED_ROTATION_CONFLICT_LRU: ReasonText(
-        "A forced rotation needs a free key slot; the least recently used of two active keys "
-        "is deleted at once.",
+        "A forced rotation needs a free key slot; of two active keys, the one already replaced "
+        "(else the least recently used) is deleted at once.",
         "Install the new key from the user's secret now.",
     ),
     Reason.FORCED_INACTIVE_KEY_CONFLICT: ReasonText(
@@ -91,9 +91,10 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "Reactivate it before then only if an application still needs it.",
     ),
     Reason.KEY_PENDING_EXPIRATION_CONFLICT: ReasonText(
-        "The key will reach the rotation period while the user still has a second key, "
-        "so it cannot be rotated until that key is gone.",
-        "Delete the user's other key if it is no longer needed.",
+        "The user's newer key will reach the rotation period while the user still has two "
+        "keys; on that date the least recently used active key is deactivated, or the "
+        "rotation waits until the inactive key is deleted.",
+        "Delete the key that is no longer needed, or make sure applications use the other one.",
     ),
     Reason.KEY_PENDING_DELETION_CONFLICT: ReasonText(
         "The key is past the rotation period; it will be rotated once the user's inactive "

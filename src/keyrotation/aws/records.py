@@ -15,6 +15,7 @@ from keyrotation.model import KeyRecord
 from keyrotation.reasons import Reason
 
 TAG_PREFIX = "keyrotation:"
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 ROTATION_TAG = "keyrotation:rotation-in-progress"
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 _CODES = frozenset(reason.value for reason in Reason)
@@ -32,6 +33,8 @@ def encode(record: KeyRecord) -> str:
         parts.append(f"deactivated={record.deactivated.isoformat()}")
     if record.warned:
         parts.append("warned=" + "/".join(sorted(record.warned)))
+    if record.created:
+        parts.append(f"created={record.created.isoformat()}")
     return " ".join(parts)
 
 
@@ -47,6 +50,7 @@ def decode(value: str) -> KeyRecord:
         warned=frozenset(
             Reason(code) for code in fields.get("warned", "").split("/") if code in _CODES
         ),
+        created=_date(fields.get("created")),
     )
 
 
@@ -94,9 +98,11 @@ def _rotation(value: str | None) -> PendingRotation | None:
 
 
 def _date(text: str | None) -> date | None:
+    """A date, or None for anything else. Dates far from now are edits by hand, not ours."""
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        parsed = date.fromisoformat(text)
     except ValueError:
         return None
+    return parsed if EARLIEST <= parsed <= LATEST else None
