@@ -27,6 +27,7 @@ def org(emulator: str, tmp_path) -> OrgBuilder:
 def _keyrotation_logs(caplog) -> None:
     """Let caplog see keyrotation's events, whatever an earlier CLI run configured."""
     logger = logging.getLogger("keyrotation")
+    logger.handlers.clear()
     logger.propagate = True
     caplog.set_level(logging.INFO, logger="keyrotation")
 

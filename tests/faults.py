@@ -31,6 +31,7 @@ class Rule:
     code: str = "AccessDenied"
     occurrence: int = 1
     match: str = ""
+    times: int = 1
     seen: int = 0
     fired: bool = False
 
@@ -52,10 +53,9 @@ class Faults:
         self._lock = threading.Lock()
         self._sent = 0
 
-    def fail(
-        self, service: str, operation: str, occurrence: int = 1, code="AccessDenied", match=""
-    ):
-        self.rules.append(Rule(service, operation, "error", code, occurrence, match))
+    def fail(self, service, operation, occurrence=1, code="AccessDenied", match="", times=1):
+        """Answer the matching calls from the `occurrence`-th on, `times` of them, with `code`."""
+        self.rules.append(Rule(service, operation, "error", code, occurrence, match, times))
 
     def crash_after(self, service: str, operation: str, occurrence: int = 1, match=""):
         self.rules.append(Rule(service, operation, "crash", occurrence=occurrence, match=match))
@@ -74,10 +74,10 @@ class Faults:
         for rule in self.rules:
             if (rule.service, rule.operation, rule.mode) != (service, operation, mode):
                 continue
-            if rule.fired or (rule.match and rule.match not in body):
+            if rule.match and rule.match not in body:
                 continue
             rule.seen += 1
-            if rule.seen == rule.occurrence:
+            if rule.occurrence <= rule.seen < rule.occurrence + rule.times:
                 rule.fired = True
                 return rule
         return None
@@ -93,7 +93,7 @@ class Faults:
                 return _error(request.url, service, "Throttling", 400)
             rule = self._rule(service, operation, "error", body)
         if rule is not None:
-            return _error(request.url, service, rule.code, 403)
+            return _error(request.url, service, rule.code, 400 if "Throttl" in rule.code else 403)
         return None
 
     def _before_call(self, params=None, context=None, **kwargs):

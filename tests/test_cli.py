@@ -75,15 +75,36 @@ def test_run_json_is_machine_readable_and_dated(org):
     assert report["accounts"][0]["account_id"] == account.account_id
 
 
-def test_an_account_outside_the_organization_fails_the_run(org, tmp_path):
+def test_an_account_outside_the_organization_is_bad_input(org, tmp_path):
     credentials = org.session.get_credentials().get_frozen_credentials()
 
     result = cli(
         "run", "--account", "999999999999", "--outbox", str(tmp_path), credentials=credentials
     )
 
-    assert result.returncode == 1
-    assert "999999999999" in result.stdout
+    assert result.returncode == 2
+    assert "999999999999 are not in the organization; nothing was changed" in result.stderr
+
+
+def test_forcing_a_user_of_no_account_changes_nothing(org, tmp_path):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    credentials = org.session.get_credentials().get_frozen_credentials()
+
+    result = cli(
+        "run",
+        "--enforce",
+        "--force-rotate",
+        "nobody",
+        "--account",
+        account.account_id,
+        "--outbox",
+        str(tmp_path),
+        credentials=credentials,
+    )
+
+    assert result.returncode == 2
+    assert "nobody" in result.stderr and "nothing was changed" in result.stderr
+    assert len(keys_of(account, "alice")) == 1
 
 
 BAD_INPUT = [
@@ -94,6 +115,12 @@ BAD_INPUT = [
     (["run", "--set", "EmailTemplateEnforce=../x.html"], "Invalid setting EmailTemplateEnforce"),
     (["run", "--set", "EmailTemplateEnforce=missing.html"], "'missing.html' not found"),
     (["run", "--config", "/nonexistent/keyrotation.toml"], "Cannot read config file"),
+    (["run", "--set", "OrganizationalUnitId=bogus"], "Invalid setting OrganizationalUnitId"),
+    (["run", "--set", "PendingActionWarnPeriod=200"], "must be less than RotationPeriod"),
+    (["run", "--enforce", "--as-of", "2020-01-01"], "use it with --dry-run only"),
+    (["run", "--as-of", "9999-12-31"], "more than ten years from today"),
+    (["run", "--template-dir", "/nonexistent"], "is not a folder"),
+    (["run", "--outbox", "/dev/null/x"], "cannot be used"),
 ]
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from keyrotation.aws.iam import SECRET_POLICY_NAME
 from keyrotation.aws.secrets import secret_name
 from keyrotation.emulator.sample import use_key
+from keyrotation.errors import InputError
 from keyrotation.model import ActionKind
 from keyrotation.reasons import Reason
 from tests.orgs import KeySpec, UserSpec, keys_of, secret_of
@@ -41,11 +44,12 @@ def test_expired_key_is_rotated_into_a_secret_only_its_user_can_read(org):
     policy = json.loads(
         secrets.get_resource_policy(SecretId=secret_name("alice"))["ResourcePolicy"]
     )
-    user_arn = account.session.client("iam").get_user(UserName="alice")["User"]["Arn"]
+    user = account.session.client("iam").get_user(UserName="alice")["User"]
     allow, deny = policy["Statement"]
-    assert allow["Effect"] == "Allow" and allow["Principal"] == {"AWS": user_arn}
-    assert deny["Effect"] == "Deny"
-    assert deny["Condition"] == {"StringNotEquals": {"aws:PrincipalArn": user_arn}}
+    assert allow["Effect"] == "Allow" and allow["Principal"] == {"AWS": user["Arn"]}
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    # The user's unique id, not its ARN: a change of path must not lock the user out.
+    assert deny["Condition"] == {"StringNotEquals": {"aws:userid": user["UserId"]}}
 
     inline = account.session.client("iam").get_user_policy(
         UserName="alice", PolicyName=SECRET_POLICY_NAME
@@ -121,13 +125,15 @@ def test_forced_rotation_replaces_a_young_key_and_only_for_the_named_user(org):
     assert outcomes(report, "dave") == []
 
 
-def test_forced_rotation_of_an_unknown_user_is_reported(org):
-    account = org.account([UserSpec("erin", (KeySpec(20),))])
+def test_forced_rotation_of_an_unknown_user_changes_nothing(org):
+    account = org.account([UserSpec("erin", (KeySpec(95),))])
 
-    report = org.run([account], forced=("nobody",), DryRunFlag=False)
+    with pytest.raises(InputError, match="nobody"):
+        org.run([account], forced=("nobody",), DryRunFlag=False)
+    assert len(keys_of(account, "erin")) == 1
 
-    assert not report.clean
-    assert any("nobody" in error for error in report.errors)
+    audit = org.run([account], forced=("nobody",))
+    assert any("nobody" in error for error in audit.errors)
 
 
 def test_a_second_run_on_the_same_day_changes_nothing_and_mails_nothing(org):

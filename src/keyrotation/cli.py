@@ -18,7 +18,7 @@ from rich.table import Table
 from keyrotation import logs
 from keyrotation.aws.session import base_session
 from keyrotation.errors import KeyRotationError, SettingsError
-from keyrotation.model import ActionKind
+from keyrotation.model import ActionKind, Mode
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
@@ -37,7 +37,7 @@ def main() -> None:
     try:
         app()
     except (KeyRotationError, NoCredentialsError, BotoCoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
@@ -61,7 +61,8 @@ def run(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML or JSON file of settings.")] = None,
     setting: Annotated[
-        list[str], typer.Option("--set", help="Override a setting: NAME=VALUE (repeatable).")
+        list[str],
+        typer.Option("--set", metavar="NAME=VALUE", help="Override a setting (repeatable)."),
     ] = [],  # noqa: B006
     outbox: Annotated[
         Path | None, typer.Option(help="Write emails as .html files here instead of SES.")
@@ -80,7 +81,8 @@ def run(
     if enforce is not None:
         overrides["DryRunFlag"] = not enforce
     settings = load_settings(config, overrides=overrides)
-    now = _now(as_of)
+    now = _now(as_of, settings)
+    _check_folders(outbox, template_dir)
     context = RunContext(
         settings,
         now,
@@ -107,8 +109,14 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
 ) -> None:
     """Run the pipeline on a sample organization in the embedded AWS emulator."""
-    from keyrotation.emulator.demo import run_demo
-    from keyrotation.emulator.server import running_emulator
+    try:
+        from keyrotation.emulator.demo import run_demo
+        from keyrotation.emulator.server import running_emulator
+    except ImportError as exc:
+        raise SettingsError(
+            f"the demo needs the emulator extra ({exc.name} is missing): "
+            "pip install -e '.[emulator]'"
+        ) from None
 
     logs.configure(json_lines=False, level=logging.INFO if verbose else logging.WARNING)
     folder = outbox / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -188,7 +196,7 @@ def print_report(report: RunReport) -> None:
     )
     table.add_column("account")
     table.add_column("id")
-    for column in ("users", "exempt", "rotate", "deact.", "delete", "warn", "errors"):
+    for column in ("users", "exempt", "rot", "deact", "del", "warn", "err"):
         table.add_column(column, justify="right")
     table.add_column("email")
     for account in report.accounts:
@@ -204,11 +212,19 @@ def print_report(report: RunReport) -> None:
     out.print(table)
     for account in report.accounts:
         for problem in account.errors:
-            out.print(f"[red]error[/red] {account.account.account_id}: {problem}", highlight=False)
-        for note in account.skipped:
-            out.print(f"[yellow]skipped[/yellow] {account.account.account_id}: {note}")
+            _line("error", account.account.account_id, problem, "red")
+        for problem in account.not_scanned:
+            _line("not scanned", account.account.account_id, problem, "red")
+        for note in account.skipped + account.recoveries:
+            _line("note", account.account.account_id, note, "yellow")
+        if account.busy:
+            _line("busy", account.account.account_id, account.busy, "yellow")
     for problem in report.errors:
-        out.print(f"[red]error[/red] {problem}", highlight=False)
+        _line("error", "run", problem, "red")
+
+
+def _line(kind: str, where: str, text: str, style: str) -> None:
+    out.print(f"{kind} {where}: {text}", style=style, markup=False, highlight=False)
 
 
 def _run_with_progress(session, context, notifier, accounts, quiet: bool) -> RunReport:
@@ -234,7 +250,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-def _now(as_of: str | None) -> datetime:
+def _now(as_of: str | None, settings: Settings) -> datetime:
     now = datetime.now(UTC)
     if as_of is None:
         return now
@@ -242,4 +258,20 @@ def _now(as_of: str | None) -> datetime:
         day = date.fromisoformat(as_of)
     except ValueError:
         raise SettingsError(f"--as-of expects a date as YYYY-MM-DD, got {as_of!r}") from None
+    if abs((day - now.date()).days) > 3650:
+        raise SettingsError(f"--as-of {as_of} is more than ten years from today")
+    if day < now.date() and settings.mode is Mode.ENFORCE:
+        # Dates recorded in the past would shorten the grace periods of real keys.
+        raise SettingsError("--as-of before today is a preview: use it with --dry-run only")
     return datetime.combine(day, now.timetz())
+
+
+def _check_folders(outbox: Path | None, template_dir: Path | None) -> None:
+    """Fail before any change on folders that cannot be used, not after."""
+    if template_dir is not None and not template_dir.is_dir():
+        raise SettingsError(f"--template-dir {template_dir} is not a folder")
+    if outbox is not None:
+        try:
+            outbox.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError(f"--outbox {outbox} cannot be used: {exc.strerror}") from None

@@ -5,7 +5,11 @@ class KeyRotationError(Exception):
     """Base of every error this tool raises on purpose."""
 
 
-class SettingsError(KeyRotationError):
+class InputError(KeyRotationError):
+    """Bad input from the person or event that started the run; nothing was changed."""
+
+
+class SettingsError(InputError):
     """A setting is missing or invalid; the message names the parameter."""
 
 
@@ -13,7 +17,7 @@ class PolicyError(KeyRotationError):
     """The policy was handed a state it cannot decide on."""
 
 
-class EventError(KeyRotationError):
+class EventError(InputError):
     """A Lambda event or CLI input is malformed; the message names the field."""
 
 
@@ -27,6 +31,14 @@ class UserGoneError(KeyRotationError):
 
 class RotationError(KeyRotationError):
     """A rotation step failed; the message says what was undone."""
+
+
+class RecordingError(KeyRotationError):
+    """The change was made, but recording its date failed; the next run completes it."""
+
+    def __init__(self, done: str, cause: Exception):
+        super().__init__(f"{done}, but recording it failed ({cause}); the next run completes it")
+        self.done = done
 
 
 class TemplateError(KeyRotationError):

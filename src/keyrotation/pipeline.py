@@ -22,8 +22,10 @@ from keyrotation.aws.session import assume_role, partition_of
 from keyrotation.aws.sts import KeyChecker
 from keyrotation.errors import (
     AccountError,
+    InputError,
     KeyRotationError,
     NotificationError,
+    RecordingError,
     TemplateError,
     UserGoneError,
 )
@@ -84,6 +86,8 @@ def run_organization(
         logs.event(log, "inventory failed", logging.ERROR, error=str(exc))
         return report
 
+    if context.forced_users and context.mode is Mode.ENFORCE:
+        _check_forced_users_exist(session, accounts, context)
     if on_accounts_listed:
         on_accounts_listed(len(accounts))
     for account in accounts:
@@ -98,6 +102,28 @@ def run_organization(
     return report
 
 
+def _check_forced_users_exist(
+    session: boto3.Session, accounts: list[Account], context: RunContext
+) -> None:
+    """Refuse a forced rotation of a user found in no account, before any change."""
+    missing = set(context.forced_users)
+    for account in accounts:
+        if not missing:
+            return
+        try:
+            member = IamAccount(
+                assume_role(session, account.account_id, context.settings.IAMRoleName)
+            )
+            missing -= {user for user in missing if member.exists(user)}
+        except (AccountError, *AWS_ERRORS):
+            continue  # the account's own run reports it
+    if missing:
+        raise InputError(
+            f"--force-rotate names {', '.join(sorted(missing))}, a user of no scanned account; "
+            "nothing was changed"
+        )
+
+
 def select_accounts(
     session: boto3.Session, settings: Settings, only_accounts: Iterable[str] = ()
 ) -> list[Account]:
@@ -106,8 +132,9 @@ def select_accounts(
     wanted = set(only_accounts)
     known = {a.account_id for a in listed}
     if wanted - known:
-        raise AccountError(
-            f"Account(s) {', '.join(sorted(wanted - known))} are not in the organization"
+        raise InputError(
+            f"Account(s) {', '.join(sorted(wanted - known))} are not in the organization; "
+            "nothing was changed"
         )
     for account in listed:
         if account.status != "ACTIVE":
@@ -128,7 +155,10 @@ def run_account(
 ) -> AccountReport:
     """One account, start to end. A failure here is reported and never stops other accounts."""
     report = AccountReport(account, context.mode)
-    logs.event(log, "account started", account=account.account_id, mode=context.mode.value)
+    dated = context.now.date().isoformat() if context.dated else None
+    logs.event(
+        log, "account started", account=account.account_id, mode=context.mode.value, dated=dated
+    )
     try:
         member = assume_role(session, account.account_id, context.settings.IAMRoleName)
         lock = AccountLock(member, context.run_id, context.now)
@@ -144,15 +174,26 @@ def run_account(
     except AccountBusy as exc:
         report.busy = str(exc)
         logs.event(log, "account busy", logging.WARNING, account=account.account_id)
+    except InputError:
+        raise
     except (AccountError, *AWS_ERRORS) as exc:
         report.failed = True
         report.errors.append(explain(exc))
         logs.event(log, "account failed", logging.ERROR, account=account.account_id, error=str(exc))
+    # A bug met in one account is reported there and must not stop the other accounts.
+    except Exception as exc:
+        report.failed = True
+        report.errors.append(f"internal error, account not finished: {exc!r}")
+        log.exception(
+            "account failed with an internal error",
+            extra={"kr_fields": {"account": account.account_id}},
+        )
     logs.event(
         log,
         "account finished",
         account=account.account_id,
         mode=context.mode.value,
+        dated=dated,
         users=report.users_scanned,
         actions=len(report.outcomes),
         errors=len(report.errors),
@@ -193,6 +234,10 @@ class _AccountRun:
             if user.name in exempt:
                 self.report.users_exempt += 1
                 self._log("user exempt", user.name)
+                if user.name in self.context.forced_users:
+                    self.report.skipped.append(
+                        f"user {user.name}: forced rotation not done, the user is exempt"
+                    )
                 continue
             self.report.users_scanned += 1
             try:
@@ -275,6 +320,10 @@ class _AccountRun:
                 detail = self._execute(user, action, by_id[action.key_id], records)
             except UserGoneError:
                 raise
+            except RecordingError as exc:
+                self._outcome(user, action, Status.DONE, str(exc))
+                self.report.errors.append(f"user {user.name}, key {action.key_id}: {explain(exc)}")
+                return False
             except (KeyRotationError, *AWS_ERRORS) as exc:
                 self._outcome(user, action, Status.FAILED, str(exc))
                 self.report.errors.append(f"user {user.name}, key {action.key_id}: {explain(exc)}")
@@ -296,12 +345,20 @@ class _AccountRun:
             return f"{stored}; key {key.key_id} to be deactivated on {deactivation}"
         if action.kind is ActionKind.DEACTIVATE:
             self.iam.deactivate_key(user.name, key.key_id)
-            self.iam.write_record(user.name, key.key_id, replace(record, deactivated=self.today))
             deletion = self.today + timedelta(days=periods.recovery_grace)
+            try:
+                self.iam.write_record(
+                    user.name, key.key_id, replace(record, deactivated=self.today)
+                )
+            except AWS_ERRORS as exc:
+                raise RecordingError(f"key {key.key_id} was deactivated", exc) from exc
             return f"to be deleted on {deletion}"
         if action.kind is ActionKind.DELETE:
             self.iam.delete_key(user.name, key.key_id)
-            self.iam.forget_records(user.name, [key.key_id])
+            try:
+                self.iam.forget_records(user.name, [key.key_id])
+            except AWS_ERRORS as exc:
+                raise RecordingError(f"key {key.key_id} was deleted", exc) from exc
             return ""
         return ""
 
@@ -330,10 +387,22 @@ class _AccountRun:
             if not key.active and record.deactivated is None:
                 kept[key.key_id] = replace(record, deactivated=self.today)
                 self.iam.write_record(user, key.key_id, kept[key.key_id])
+            elif key.active and record.deactivated is not None:
+                # Someone reactivated the key, as the email allows: its grace starts again.
+                kept[key.key_id] = replace(
+                    record, deactivated=None, replaced=self.today, warned=frozenset()
+                )
+                self.iam.write_record(user, key.key_id, kept[key.key_id])
+                self.report.recoveries.append(
+                    f"user {user}: key {key.key_id} was reactivated by hand; its installation "
+                    "grace period starts again today"
+                )
         return kept
 
     def notify(self, notifier: Notifier | None, partition: str) -> None:
-        notification = build(self.report, self.settings, partition, self.context.now)
+        notification = build(
+            self.report, self.settings, partition, self.context.now, self.context.dated
+        )
         if notification is None or notifier is None:
             return
         try:
@@ -396,6 +465,10 @@ class _AccountRun:
             dated=self.today.isoformat() if self.context.dated else None,
             **fields,
         )
+
+
+def _rotates(actions: Iterable[Action]) -> bool:
+    return any(a.kind is ActionKind.ROTATE for a in actions)
 
 
 class _NotScanned(Exception):

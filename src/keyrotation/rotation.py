@@ -23,7 +23,7 @@ from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.records import Lifecycle, PendingRotation
 from keyrotation.aws.secrets import CURRENT, SecretStore, secret_name, version_id
 from keyrotation.aws.sts import KeyChecker
-from keyrotation.errors import RotationError
+from keyrotation.errors import RecordingError, RotationError
 from keyrotation.model import AccessKey, KeyRecord, User
 
 log = logging.getLogger(__name__)
@@ -45,19 +45,25 @@ class Rotator:
         self.iam.mark_rotation(user.name, PendingRotation(old.key_id, self.today))
         new = self.iam.create_key(user.name)
         try:
+            # The key is checked before it is stored: the first version of a secret is
+            # current at once, so a key that does not work must never reach it.
+            self.checker.check(user, new)
             arn = self.secrets.ensure(user)
             self.iam.allow_secret_read(user.name, arn)
             version = self.secrets.put_pending(user, new)
-            self.checker.check(user, new)
         except (*AWS_ERRORS, RotationError) as exc:
             self._undo(user, new.key_id)
             raise RotationError(
-                f"new key {new.key_id} was not stored and checked, so it was deleted again and "
+                f"new key {new.key_id} was not stored, so it was deleted again and "
                 f"key {old.key_id} stays as it was: {exc}"
             ) from exc
         self.secrets.promote(user.name, version)
-        self._finish(user.name, old.key_id, record, self.today)
-        return f"new key {new.key_id} stored in secret {secret_name(user.name)}"
+        stored = f"new key {new.key_id} stored in secret {secret_name(user.name)}"
+        try:
+            self._finish(user.name, old.key_id, record, self.today, new.key_id)
+        except AWS_ERRORS as exc:
+            raise RecordingError(stored, exc) from exc
+        return stored
 
     def resume(self, user: User, keys: list[AccessKey], lifecycle: Lifecycle) -> str | None:
         """Finish or undo a rotation an earlier run left unfinished; say what was done."""
@@ -80,7 +86,7 @@ class Rotator:
         if CURRENT in labels:
             self.secrets.promote(user.name, version_id(new.key_id))
             record = lifecycle.records.get(pending.old_key_id, KeyRecord())
-            self._finish(user.name, pending.old_key_id, record, pending.started)
+            self._finish(user.name, pending.old_key_id, record, pending.started, new.key_id)
             return (
                 f"finished an interrupted rotation: new key {new.key_id} is current in secret "
                 f"{secret_name(user.name)}"
@@ -92,9 +98,17 @@ class Rotator:
             f"so it was deleted; key {pending.old_key_id} stays as it was"
         )
 
-    def _finish(self, user: str, old_key_id: str, record: KeyRecord, replaced: date) -> None:
-        if any(k.key_id == old_key_id for k in self.iam.access_keys(user)):
-            self.iam.write_record(user, old_key_id, replace(record, replaced=replaced))
+    def _finish(
+        self, user: str, old_key_id: str, record: KeyRecord, replaced: date, new_key_id: str
+    ) -> None:
+        """Record the replacement (warnings start afresh) and the new key's day; clear the mark."""
+        present = {k.key_id for k in self.iam.access_keys(user)}
+        if old_key_id in present:
+            self.iam.write_record(
+                user, old_key_id, replace(record, replaced=replaced, warned=frozenset())
+            )
+        if new_key_id in present:
+            self.iam.write_record(user, new_key_id, KeyRecord(created=replaced))
         self.iam.clear_rotation(user)
 
     def _undo(self, user: User, key_id: str, pending: bool = True) -> None:

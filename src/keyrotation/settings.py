@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from keyrotation.errors import SettingsError
 from keyrotation.model import Mode, Periods
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+", re.ASCII)
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
+IAM_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
 
 
 class Settings(BaseModel):
@@ -34,10 +35,10 @@ class Settings(BaseModel):
     RecoveryGracePeriod: int = Field(10, ge=1, le=3650)
     PendingActionWarnPeriod: int = Field(7, ge=0, le=3650)
     DryRunFlag: bool = True
-    IAMExemptionGroup: str = Field("IAMKeyRotationExemptionGroup", min_length=1, max_length=128)
-    IAMRoleName: str = Field(
-        "asa-iam-key-rotation-lambda-assumed-role", pattern=r"^[\w+=,.@-]{1,64}$"
+    IAMExemptionGroup: str = Field(
+        "IAMKeyRotationExemptionGroup", pattern=r"^[A-Za-z0-9+=,.@_-]{1,128}$"
     )
+    IAMRoleName: str = Field("asa-iam-key-rotation-lambda-assumed-role", pattern=IAM_NAME)
     AdminEmailAddress: str = "keyrotation@example.com"
     EmailTemplateAudit: str = "audit.html"
     EmailTemplateEnforce: str = "enforce.html"
@@ -51,24 +52,24 @@ class Settings(BaseModel):
     def _flag(cls, value: Any) -> Any:
         if isinstance(value, str):
             lowered = value.strip().lower()
-            if lowered in {"true", "yes", "1"}:
+            if lowered in {"true", "yes", "on", "1"}:
                 return True
-            if lowered in {"false", "no", "0"}:
+            if lowered in {"false", "no", "off", "0"}:
                 return False
-            raise ValueError("must be True or False")
+            raise ValueError("must be True (audit mode) or False (enforce mode)")
         return value
 
     @field_validator("AdminEmailAddress")
     @classmethod
     def _email(cls, value: str) -> str:
-        if not EMAIL.match(value):
+        if not EMAIL.fullmatch(value):
             raise ValueError(f"{value!r} is not an email address")
         return value
 
     @field_validator("EmailTemplateAudit", "EmailTemplateEnforce")
     @classmethod
     def _template(cls, value: str) -> str:
-        if not TEMPLATE_NAME.match(value) or ".." in value:
+        if not TEMPLATE_NAME.fullmatch(value) or ".." in value:
             raise ValueError(f"{value!r} must be a plain file name, without folders")
         return value
 
@@ -85,6 +86,12 @@ class Settings(BaseModel):
                 "RotationPeriod",
                 f"must exceed InactiveBuffer + RecoveryGracePeriod ({self.RotationPeriod} <= "
                 f"{grace}), or a new key would expire before the key it replaced is deleted",
+            )
+        if self.PendingActionWarnPeriod >= self.RotationPeriod:
+            raise _CycleError(
+                "PendingActionWarnPeriod",
+                f"must be less than RotationPeriod ({self.PendingActionWarnPeriod} >= "
+                f"{self.RotationPeriod}), or brand-new keys would get warnings",
             )
         if self.InactivePeriod + self.RecoveryGracePeriod >= 2 * self.RotationPeriod:
             raise _CycleError(
@@ -167,6 +174,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"Cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"Config file {path} is not UTF-8 text") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:

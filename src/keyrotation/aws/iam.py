@@ -41,7 +41,7 @@ class IamAccount:
         paginator = self._iam.get_paginator("list_users")
         for page in paginator.paginate(PaginationConfig=self._page):
             for user in page["Users"]:
-                yield User(user["UserName"], user["Arn"], user.get("Path", "/"))
+                yield User(user["UserName"], user["Arn"], user.get("Path", "/"), user["UserId"])
 
     @requires(MEMBER, "iam:GetGroup")
     def group_members(self, group: str) -> frozenset[str]:

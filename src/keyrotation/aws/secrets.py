@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from keyrotation.aws.iam import NewKey
 from keyrotation.aws.session import client
+from keyrotation.errors import RotationError
 from keyrotation.model import User
 from keyrotation.permissions import MEMBER, requires
 
@@ -56,15 +57,17 @@ class SecretStore:
         """The user's secret's ARN, creating it (empty) the first time; its policy is reset."""
         name = secret_name(user.name)
         try:
-            arn = self._secrets.describe_secret(SecretId=name)["ARN"]
+            described = self._secrets.describe_secret(SecretId=name)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-            arn = self._secrets.create_secret(
+            described = self._secrets.create_secret(
                 Name=name, Description=f"Access key of IAM user {user.arn}, kept by keyrotation."
-            )["ARN"]
+            )
+        _refuse_foreign(name, described)
+        arn = described["ARN"]
         self._secrets.put_resource_policy(
-            SecretId=arn, ResourcePolicy=json.dumps(owner_only_policy(user.arn))
+            SecretId=arn, ResourcePolicy=json.dumps(owner_only_policy(user.arn, user.user_id))
         )
         return arn
 
@@ -122,9 +125,36 @@ class SecretStore:
         )
 
 
-def owner_only_policy(user_arn: str) -> dict:
-    """Allow the user to read the secret, and deny the read to every other principal."""
+def _refuse_foreign(name: str, described: dict) -> None:
+    """A secret of that name set up to copy or hand its value elsewhere gets no key from us."""
+    foreign = [
+        what
+        for what, present in (
+            ("a rotation function", described.get("RotationEnabled")),
+            ("replicas in other regions", described.get("ReplicationStatus")),
+            ("a customer managed KMS key", described.get("KmsKeyId")),
+        )
+        if present
+    ]
+    if foreign:
+        raise RotationError(
+            f"secret {name} already exists with {', '.join(foreign)}, which keyrotation did not "
+            "set up; no key was stored. Inspect the secret and delete it if it is not yours."
+        )
+
+
+def owner_only_policy(user_arn: str, user_id: str = "") -> dict:
+    """Allow the user to read the secret, and deny the read to every other principal.
+
+    The deny names the user's unique id where known, so it survives a change of the user's
+    path (which changes the ARN).
+    """
     read = ["secretsmanager:GetSecretValue"]
+    condition = (
+        {"StringNotEquals": {"aws:userid": user_id}}
+        if user_id
+        else {"StringNotEquals": {"aws:PrincipalArn": user_arn}}
+    )
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -141,7 +171,7 @@ def owner_only_policy(user_arn: str) -> dict:
                 "Principal": "*",
                 "Action": read,
                 "Resource": "*",
-                "Condition": {"StringNotEquals": {"aws:PrincipalArn": user_arn}},
+                "Condition": condition,
             },
         ],
     }

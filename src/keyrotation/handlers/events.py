@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from keyrotation.errors import EventError
 from keyrotation.settings import EMAIL
 
-USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
@@ -35,7 +35,7 @@ class RotationEvent(_Event):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        if not EMAIL.match(value):
+        if not EMAIL.fullmatch(value):
             raise ValueError(f"{value!r} is not an email address")
         return value
 
@@ -48,13 +48,15 @@ class RotationEvent(_Event):
         if not isinstance(names, list | tuple):
             raise ValueError("must be a user name or a list of user names")
         for name in names:
-            if not isinstance(name, str) or not USER_NAME.match(name):
+            if not isinstance(name, str) or not USER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid IAM user name")
         return tuple(names)
 
     @field_validator("dryrun", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, bool | str):
+            raise ValueError('must be "true" or "false"')
         if isinstance(value, str):
             if value.strip().lower() not in {"true", "false"}:
                 raise ValueError('must be "true" or "false"')
@@ -85,7 +87,7 @@ class NotifyEvent(_Event):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        if not EMAIL.match(value):
+        if not EMAIL.fullmatch(value):
             raise ValueError(f"{value!r} is not an email address")
         return value
 

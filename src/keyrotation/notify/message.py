@@ -54,7 +54,7 @@ def describe(outcome: Outcome, mode: Mode) -> str:
 
 
 def build(
-    report: AccountReport, settings: Settings, partition: str, now: datetime
+    report: AccountReport, settings: Settings, partition: str, now: datetime, dated: bool = False
 ) -> Notification | None:
     """The account's email, or None when there is nothing to tell."""
     if not report.outcomes and not report.recoveries and not report.earlier:
@@ -79,12 +79,13 @@ def build(
         "notes": [f"Not sent before: {line}" for line in report.earlier]
         + [f"Repaired: {note}" for note in report.recoveries],
         "mode": report.mode.value,
+        "dated": now.date().isoformat() if dated else "",
     }
     return Notification(
         to=account.email,
         subject=(
             f"IAM access key {verb} for account {account.name} ({account.account_id}) "
-            f"on {now.date().isoformat()}"
+            f"on {now.date().isoformat()}" + (" (dated run)" if dated else "")
         ),
         template=settings.template_for(report.mode),
         values=values,

@@ -35,7 +35,7 @@ def render(source: str, values: dict[str, Any]) -> str:
 
 
 def check_name(name: str) -> str:
-    if not TEMPLATE_NAME.match(name) or ".." in name:
+    if not TEMPLATE_NAME.fullmatch(name) or ".." in name:
         raise TemplateError(f"Template name {name!r} must be a plain file name, without folders")
     return name
 

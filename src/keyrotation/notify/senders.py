@@ -53,13 +53,19 @@ class OutboxSender:
         self.sender = sender
 
     def send(self, to: str, subject: str, html: str, text: str) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NotificationError(f"Cannot use outbox {self.folder}: {exc.strerror}") from exc
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", subject)[:120]
         path = self.folder / f"{stem}.html"
         number = 1
         while path.exists():
             number += 1
             path = self.folder / f"{stem}-{number}.html"
-        path.write_text(html, encoding="utf-8")
+        try:
+            path.write_text(html, encoding="utf-8")
+        except OSError as exc:
+            raise NotificationError(f"Cannot write the email to {path}: {exc.strerror}") from exc
         logs.event(log, "email written", to=to, path=str(path))
         return "written"
