@@ -20,6 +20,7 @@ from keyrotation.emulator.sample import (
     add_users,
     session_in,
 )
+from keyrotation.history.event import HistorySink
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
 from keyrotation.notify.senders import OutboxSender
@@ -57,6 +58,7 @@ class OrgBuilder:
         accounts: list[SampleAccount] | None = None,
         days: int = 0,
         forced: tuple[str, ...] = (),
+        history: HistorySink | None = None,
         **settings: Any,
     ) -> RunReport:
         """One daily run `days` after the fixture's day, with the clock moved there."""
@@ -70,7 +72,9 @@ class OrgBuilder:
         only = [a.account_id for a in accounts] if accounts else []
         day = self.now + timedelta(days=days)
         with time_machine.travel(day, tick=True):
-            context = RunContext(config, datetime.now(UTC), forced_users=frozenset(forced))
+            context = RunContext(
+                config, datetime.now(UTC), forced_users=frozenset(forced), history=history
+            )
             return run_organization(self.session, context, notifier, only)
 
     def emails(self) -> list[str]:

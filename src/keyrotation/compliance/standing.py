@@ -171,8 +171,12 @@ def standing_of(
     last_activity = (key.last_used or key.created).date()
     if (today - last_activity).days >= UNUSED_DAYS:
         return Standing.UNUSED
-    if (today - key.created.date()).days >= periods.rotation:
+    age = (today - key.created.date()).days
+    if age >= periods.rotation:
         return Standing.OVERDUE
+    # Due soon: overdue within the warning period, or acted on within it.
+    if age + periods.warn >= periods.rotation:
+        return Standing.DUE_SOON
     if next_step is not None and (next_step.on - today).days <= periods.warn:
         return Standing.DUE_SOON
     return Standing.COMPLIANT
