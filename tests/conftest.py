@@ -50,3 +50,9 @@ def iam_hooks(monkeypatch) -> list:
     for module in (aws_session, keyrotation.aws.iam, keyrotation.aws.secrets):
         monkeypatch.setattr(module, "client", hooked_client)
     return hooks
+
+
+@pytest.fixture(autouse=True)
+def _history_in_tmp(monkeypatch, tmp_path) -> None:
+    """CLI runs in tests append their history here, never to the user's home."""
+    monkeypatch.setenv("KEYROTATION_HISTORY", str(tmp_path / "cli-history.jsonl"))
