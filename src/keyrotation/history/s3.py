@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from keyrotation.aws.session import client
 from keyrotation.errors import HistoryError
 from keyrotation.history.event import EVERYTHING, HistoryEvent, HistoryFilter
-from keyrotation.permissions import ROTATION, requires
+from keyrotation.permissions import OPERATOR, ROTATION, requires
 
 FOLDER = "History"
 
@@ -55,7 +55,7 @@ class S3History:
                 "bucket exists and the rotation role may put objects under the prefix."
             ) from exc
 
-    @requires(ROTATION, "s3:ListBucket", "s3:GetObject")
+    @requires(OPERATOR, "s3:ListBucket", "s3:GetObject")
     def read(self, wanted: HistoryFilter = EVERYTHING) -> Iterator[HistoryEvent]:
         """Events in key order; partitions before `wanted.since` are not read at all."""
         folder = _folder(self.prefix)
