@@ -53,3 +53,9 @@ def iam_hooks(monkeypatch) -> list:
 
     patch_product_clients(monkeypatch, Hooks())
     return hooks
+
+
+@pytest.fixture(autouse=True)
+def _history_in_tmp(monkeypatch, tmp_path) -> None:
+    """CLI runs in tests append their history here, never to the user's home."""
+    monkeypatch.setenv("KEYROTATION_HISTORY", str(tmp_path / "cli-history.jsonl"))

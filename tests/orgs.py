@@ -20,6 +20,7 @@ from keyrotation.emulator.sample import (
     add_users,
     session_in,
 )
+from keyrotation.history.event import HistorySink
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
 from keyrotation.notify.senders import OutboxSender
@@ -58,6 +59,7 @@ class OrgBuilder:
         accounts: list[SampleAccount] | None = None,
         days: int = 0,
         forced: tuple[str, ...] = (),
+        history: HistorySink | None = None,
         **settings: Any,
     ) -> RunReport:
         """One daily run `days` after the fixture's day, with the clock moved there."""
@@ -76,6 +78,7 @@ class OrgBuilder:
                 datetime.now(UTC),
                 forced_users=frozenset(forced),
                 unsent=FolderStore(self.outbox.parent / "state"),
+                history=history,
             )
             return run_organization(self.session, context, notifier, only)
 

@@ -34,6 +34,10 @@ def test_demo_runs_checks_itself_and_writes_no_secret_anywhere(tmp_path):
     created = every_secret_access_key() - before
     assert len(created) > 20, "the demo rotates keys, so it must have created secrets"
     assert "rotate account=" in result.output, "the log lines are part of what is searched"
-    written = [result.output, *(e.read_text() for e in emails)]
+    history = list(tmp_path.rglob("history.jsonl"))
+    (report,) = tmp_path.rglob("compliance-report.html")
+    assert "Compliance report (open in a browser)" in result.output
+    assert history and "EXPIRED_ACTIVE_KEY" in history[0].read_text()
+    written = [result.output, *(e.read_text() for e in [*emails, *history, report])]
     leaks = [secret for secret in created if any(secret in text for text in written)]
     assert leaks == []

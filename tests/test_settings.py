@@ -53,7 +53,7 @@ INVALID = [
     ({"InactiveBuffer": "0"}, "Invalid setting InactiveBuffer"),
     ({"RecoveryGracePeriod": "-3"}, "Invalid setting RecoveryGracePeriod"),
     ({"PendingActionWarnPeriod": "-1"}, "Invalid setting PendingActionWarnPeriod"),
-    ({"DryRunFlag": "maybe"}, "Invalid setting DryRunFlag: must be True or False"),
+    ({"DryRunFlag": "maybe"}, "Invalid setting DryRunFlag: must be True (audit mode) or False"),
     ({"AdminEmailAddress": "admin"}, "Invalid setting AdminEmailAddress"),
     ({"EmailTemplateAudit": "../x.html"}, "Invalid setting EmailTemplateAudit"),
     ({"EmailTemplateEnforce": "/etc/passwd"}, "Invalid setting EmailTemplateEnforce"),

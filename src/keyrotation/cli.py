@@ -1,4 +1,4 @@
-"""The command line: `keyrotation run` against AWS, `keyrotation demo` on the emulator."""
+"""The command line: run, history, report and forecast against AWS; demo on the emulator."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ from rich.table import Table
 
 from keyrotation import logs
 from keyrotation.aws.session import base_session
+from keyrotation.compliance.render import to_csv, to_html, to_json
+from keyrotation.compliance.standing import Assessment, Standing, assess
 from keyrotation.errors import KeyRotationError, SettingsError
+from keyrotation.forecast import Apps, forecast
+from keyrotation.history.event import HistoryFilter
+from keyrotation.history.local import DEFAULT_FILE, HistoryFile
+from keyrotation.history.s3 import S3History
+from keyrotation.inventory import read_organization
 from keyrotation.model import ActionKind, Mode
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
@@ -31,6 +38,29 @@ from keyrotation.settings import Settings, load_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True)
+
+HistoryOption = Annotated[
+    Path,
+    typer.Option(
+        "--history",
+        envvar="KEYROTATION_HISTORY",
+        help="JSON Lines file the run's events are appended to.",
+    ),
+]
+ConfigOption = Annotated[Path | None, typer.Option(help="TOML or JSON file of settings.")]
+SettingOption = Annotated[
+    list[str], typer.Option("--set", help="Override a setting: NAME=VALUE (repeatable).")
+]
+AccountOption = Annotated[
+    list[str], typer.Option("--account", help="Only this account id (repeatable).")
+]
+STANDING_STYLE = {
+    Standing.COMPLIANT: "green",
+    Standing.DUE_SOON: "yellow",
+    Standing.OVERDUE: "red",
+    Standing.UNUSED: "dark_orange",
+    Standing.EXEMPT: "cyan",
+}
 
 
 def main() -> None:
@@ -74,6 +104,7 @@ def run(
         Path, typer.Option(help="Where emails not yet sent are kept until the next run.")
     ] = Path("~/.keyrotation"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
+    history: HistoryOption = DEFAULT_FILE,
 ) -> None:
     """One daily run over the organization's accounts."""
     logs.configure(json_lines=False, level=logging.INFO if verbose else logging.WARNING)
@@ -89,6 +120,7 @@ def run(
         dated=as_of is not None,
         forced_users=frozenset(force_rotate),
         unsent=FolderStore(state_dir.expanduser()),
+        history=HistoryFile(history),
     )
     session = base_session()
     notifier = local_notifier(settings, session, outbox, template_dir)
@@ -99,6 +131,136 @@ def run(
     else:
         print_report(report)
     raise typer.Exit(0 if report.clean else 1)
+
+
+@app.command("history")
+def history_command(
+    account: Annotated[str | None, typer.Option(help="Only this account id.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this IAM user name.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only this access key id.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events on or after DATE.")] = None,
+    bucket: Annotated[
+        str | None, typer.Option(help="Read the deployed stack's history from this S3 bucket.")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="The bucket's key prefix.")] = "",
+    history: HistoryOption = DEFAULT_FILE,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON Lines.")] = False,
+) -> None:
+    """What happened to a key: the changes and notices recorded by earlier runs."""
+    wanted = HistoryFilter(account, user, key, _date("--since", since) if since else None)
+    store = S3History(base_session(), bucket, prefix) if bucket else HistoryFile(history)
+    events = list(store.read(wanted))
+    if json_output:
+        for event in events:
+            print(event.to_json())
+        return
+    table = Table(title=f"{len(events)} events")
+    for column in ("time", "run", "mode", "account", "user", "key id", "action", "reason"):
+        table.add_column(column)
+    table.add_column("outcome")
+    for event in events:
+        step = f" {event.step.lower()} on {event.on}" if event.step else ""
+        outcome = f"[red]failed: {event.error}[/red]" if event.error else event.outcome
+        table.add_row(
+            event.time.strftime("%Y-%m-%d %H:%M"),
+            event.run_id,
+            event.mode,
+            event.account,
+            event.user,
+            event.key_id,
+            event.action + step,
+            event.reason,
+            outcome + (f" ({event.detail})" if event.detail else ""),
+        )
+    out.print(table)
+
+
+@app.command()
+def report(
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, csv, json or html.")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of the terminal.")
+    ] = None,
+    account: AccountOption = [],  # noqa: B006
+    config: ConfigOption = None,
+    setting: SettingOption = [],  # noqa: B006
+) -> None:
+    """Every key's standing against CIS 1.14, IAM.3 and IAM.8, and its next step (read-only)."""
+    if output_format not in {"table", "csv", "json", "html"}:
+        raise SettingsError(f"--format expects table, csv, json or html, got {output_format!r}")
+    settings = load_settings(config, overrides=_overrides(setting))
+    inventory = read_organization(base_session(), settings, account)
+    assessment = assess(inventory.users, settings.periods, datetime.now(UTC))
+    if output_format == "table":
+        print_assessment(assessment)
+        for problem in inventory.errors:
+            out.print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(1 if inventory.errors else 0)
+    text = {
+        "csv": lambda: to_csv(assessment),
+        "json": lambda: to_json(assessment, inventory.errors),
+        "html": lambda: to_html(assessment, inventory.accounts, inventory.errors),
+    }[output_format]()
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"Report written to {output.resolve()}")
+    raise typer.Exit(1 if inventory.errors else 0)
+
+
+@app.command("forecast")
+def forecast_command(
+    days: Annotated[int, typer.Option(min=1, max=3650, help="How many days ahead.")] = 30,
+    apps: Annotated[
+        str,
+        typer.Option(help="When applications start using a new key: now, after:DAYS or never."),
+    ] = "now",
+    account: AccountOption = [],  # noqa: B006
+    config: ConfigOption = None,
+    setting: SettingOption = [],  # noqa: B006
+    json_output: Annotated[bool, typer.Option("--json", help="Print the events as JSON.")] = False,
+) -> None:
+    """Run the policy forward from today's keys and list each dated change and warning."""
+    assumption = Apps.parse(apps)
+    settings = load_settings(config, overrides=_overrides(setting))
+    inventory = read_organization(base_session(), settings, account)
+    events = forecast(inventory.users, settings.periods, datetime.now(UTC), days, assumption)
+    if json_output:
+        rows = [
+            {
+                "date": e.day.isoformat(),
+                "account_id": e.account.account_id,
+                "user": e.user,
+                "key_id": e.action.key_id,
+                "action": e.action.kind.value,
+                "step": e.action.step.value if e.action.step else None,
+                "step_date": e.action.on.isoformat(),
+                "reason": e.action.reason.value,
+            }
+            for e in events
+        ]
+        out.print_json(json.dumps({"apps": str(assumption), "days": days, "events": rows}))
+    else:
+        table = Table(title=f"Next {days} days, applications switch keys: {assumption}")
+        for column in ("date", "account", "user", "key id", "action", "reason"):
+            table.add_column(column)
+        for e in events:
+            step = f" {e.action.step.lower()} on {e.action.on}" if e.action.step else ""
+            table.add_row(
+                e.day.isoformat(),
+                e.account.account_id,
+                e.user,
+                e.action.key_id,
+                e.action.kind.value + step,
+                e.action.reason.value,
+            )
+        out.print(table)
+    for problem in inventory.errors:
+        err.print(f"[red]error[/red] {problem}", highlight=False)
+    raise typer.Exit(1 if inventory.errors else 0)
 
 
 @app.command()
@@ -139,6 +301,8 @@ def demo(
         out.print(f"{'[green]PASS[/green]' if ok else '[red]FAIL[/red]'}  {text}")
     emails = sorted(result.outbox.glob("*.html"))
     out.print(f"\n{len(emails)} emails written to {result.outbox.resolve()}")
+    out.print(f"History of every change and notice: {result.history.resolve()}")
+    out.print(f"Compliance report (open in a browser): {result.report.resolve()}")
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -227,6 +391,30 @@ def _line(kind: str, where: str, text: str, style: str) -> None:
     out.print(f"{kind} {where}: {text}", style=style, markup=False, highlight=False)
 
 
+def print_assessment(assessment: Assessment) -> None:
+    table = Table(title=f"Access keys on {assessment.generated.date()}")
+    for column in ("account", "user", "key id", "status"):
+        table.add_column(column)
+    table.add_column("age", justify="right")
+    for column in ("last used", "standing", "next step", "on"):
+        table.add_column(column)
+    for row in assessment.rows:
+        step = row.next_step
+        style = STANDING_STYLE[row.standing]
+        table.add_row(
+            row.account.account_id,
+            row.user,
+            row.key.key_id,
+            row.key.status.value,
+            str(row.age),
+            row.key.last_used.date().isoformat() if row.key.last_used else "never",
+            f"[{style}]{row.standing.value}[/{style}]",
+            step.kind.value.lower() if step else "",
+            step.on.isoformat() if step else "",
+        )
+    out.print(table)
+
+
 def _run_with_progress(session, context, notifier, accounts, quiet: bool) -> RunReport:
     with Progress(console=err, transient=True, disable=quiet) as progress:
         task = progress.add_task("accounts", total=None)
@@ -254,10 +442,7 @@ def _now(as_of: str | None, settings: Settings) -> datetime:
     now = datetime.now(UTC)
     if as_of is None:
         return now
-    try:
-        day = date.fromisoformat(as_of)
-    except ValueError:
-        raise SettingsError(f"--as-of expects a date as YYYY-MM-DD, got {as_of!r}") from None
+    day = _date("--as-of", as_of)
     if abs((day - now.date()).days) > 3650:
         raise SettingsError(f"--as-of {as_of} is more than ten years from today")
     if day < now.date() and settings.mode is Mode.ENFORCE:
@@ -275,3 +460,10 @@ def _check_folders(outbox: Path | None, template_dir: Path | None) -> None:
             outbox.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SettingsError(f"--outbox {outbox} cannot be used: {exc.strerror}") from None
+
+
+def _date(option: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(f"{option} expects a date as YYYY-MM-DD, got {text!r}") from None

@@ -47,3 +47,7 @@ class TemplateError(KeyRotationError):
 
 class NotificationError(KeyRotationError):
     """An email could not be sent."""
+
+
+class HistoryError(KeyRotationError):
+    """An event could not be written to, or read from, the history store."""

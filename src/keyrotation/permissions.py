@@ -17,6 +17,8 @@ MEMBER = "member"
 INVENTORY = "inventory"
 ROTATION = "rotation"
 NOTIFIER = "notifier"
+# A person reading history with the CLI.
+OPERATOR = "operator"
 
 REGISTRY: dict[str, dict[str, frozenset[str]]] = defaultdict(dict)
 

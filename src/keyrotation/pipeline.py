@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +29,7 @@ from keyrotation.errors import (
     TemplateError,
     UserGoneError,
 )
+from keyrotation.history.event import HistoryEvent, HistorySink
 from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyRecord, Mode, User
 from keyrotation.notify.message import Notification, build, describe
 from keyrotation.notify.unsent import UnsentStore
@@ -58,6 +59,7 @@ class RunContext:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     key_checker: KeyChecker | None = None
     unsent: UnsentStore | None = None
+    history: HistorySink | None = None
 
     @property
     def mode(self) -> Mode:
@@ -440,7 +442,18 @@ class _AccountRun:
                 self.report.errors.append(f"user {user}: warning not recorded: {exc}")
 
     def _outcome(self, user: User, action: Action, status: str, detail: str = "") -> None:
-        self.report.outcomes.append(Outcome(user.name, action, status, detail))
+        outcome = Outcome(user.name, action, status, detail)
+        self.report.outcomes.append(outcome)
+        if self.context.history is not None:
+            self.context.history.append(
+                HistoryEvent.from_outcome(
+                    self.context.run_id,
+                    self.context.mode.value,
+                    self.account.account_id,
+                    outcome,
+                    datetime.now(UTC),
+                )
+            )
         level = logging.ERROR if status == Status.FAILED else logging.INFO
         self._log(
             action.kind.value.lower(),

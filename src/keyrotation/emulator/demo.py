@@ -12,6 +12,8 @@ import boto3
 import time_machine
 
 from keyrotation.aws.secrets import secret_name
+from keyrotation.compliance.render import to_html
+from keyrotation.compliance.standing import assess
 from keyrotation.emulator.sample import (
     KeySpec,
     SampleAccount,
@@ -20,6 +22,8 @@ from keyrotation.emulator.sample import (
     add_users,
     use_key,
 )
+from keyrotation.history.local import HistoryFile
+from keyrotation.inventory import read_organization
 from keyrotation.model import KeyRecord
 from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import RunContext, run_organization
@@ -81,6 +85,8 @@ class DemoResult:
     reports: list[tuple[datetime, RunReport]]
     outbox: Path
     checks: list[tuple[str, bool]]
+    report: Path
+    history: Path
 
     @property
     def passed(self) -> bool:
@@ -132,6 +138,7 @@ def run_demo(
     accounts = build_organization(start)
     settings = Settings(DryRunFlag=False, AdminEmailAddress=ADMIN, ListPageSize=50)
     notifier = notifier_for(outbox)
+    history = HistoryFile(outbox / "history.jsonl")
     reports = []
     for offset in DEMO_DAYS:
         day = start + timedelta(days=offset)
@@ -141,11 +148,23 @@ def run_demo(
                 now=datetime.now(UTC),
                 forced_users=frozenset(FORCED if offset == 0 else ()),
                 unsent=FolderStore(outbox / "state"),
+                history=history,
             )
             report = run_organization(boto3.Session(region_name="us-east-1"), context, notifier)
         reports.append((day, report))
         on_day(day, report)
-    return DemoResult(reports, outbox, _checks(accounts, reports))
+    with time_machine.travel(start + timedelta(days=DEMO_DAYS[-1]), tick=True):
+        report = write_report(outbox / "compliance-report.html", settings)
+    return DemoResult(reports, outbox, _checks(accounts, reports), report, history.path)
+
+
+def write_report(path: Path, settings: Settings) -> Path:
+    """The organization's compliance report as one HTML page, as of the clock's today."""
+    inventory = read_organization(boto3.Session(region_name="us-east-1"), settings)
+    assessment = assess(inventory.users, settings.periods, datetime.now(UTC))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_html(assessment, inventory.accounts, inventory.errors), encoding="utf-8")
+    return path
 
 
 def _checks(accounts: dict[str, SampleAccount], reports) -> list[tuple[str, bool]]:

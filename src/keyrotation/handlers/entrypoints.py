@@ -21,6 +21,7 @@ from keyrotation.aws.session import base_session, client
 from keyrotation.aws.templates import load_from_bucket
 from keyrotation.errors import AccountError
 from keyrotation.handlers.events import NotifyEvent, RotationEvent, parse
+from keyrotation.history.s3 import S3History
 from keyrotation.model import Account
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
@@ -108,6 +109,7 @@ def rotate_account(
         forced_users=frozenset(request.ForceRotate),
         forced_users_must_exist=True,
         unsent=_unsent_store(session, environ),
+        history=_history(session, environ),
     )
     account = Account(request.account, request.name, request.email)
     report = run_account(session, account, context, _notifier(session, settings, environ))
@@ -154,6 +156,12 @@ def _notifier(session: boto3.Session, settings: Settings, environ: Mapping[str, 
 
 
 @requires(ROTATION, "s3:ListBucket")
+def _history(session: boto3.Session, environ: Mapping[str, str]) -> S3History | None:
+    """Each change and notice, as JSON Lines in the bucket, partitioned by date for Athena."""
+    bucket = environ.get(BUCKET)
+    return S3History(session, bucket, environ.get(PREFIX, DEFAULT_PREFIX)) if bucket else None
+
+
 def _unsent_store(session: boto3.Session, environ: Mapping[str, str]) -> UnsentStore | None:
     """Unsent email lines kept in the deployment's bucket, beside the package.
 

@@ -1,0 +1,140 @@
+"""The report in the deployment's bucket: each account's rows, the organization's page, links.
+
+    <prefix>/Reports/dt=YYYY-MM-DD/<account id>.json    one account's rows and calendar
+    <prefix>/Reports/dt=YYYY-MM-DD/report.html          the organization's page
+
+The rotation function writes its account's rows; the inventory function reads them back and
+writes the page; an email links to the page with a presigned URL that expires soon.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from keyrotation.aws.session import client
+from keyrotation.compliance.render import to_json
+from keyrotation.compliance.standing import Assessment, KeyRow, Standing
+from keyrotation.errors import KeyRotationError
+from keyrotation.forecast import ForecastEvent
+from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyStatus, Periods
+from keyrotation.permissions import NOTIFIER, OPERATOR, ROTATION, requires
+from keyrotation.reasons import Reason
+
+FOLDER = "Reports"
+PAGE = "report.html"
+LINK_SECONDS = 3600
+
+
+class ReportStoreError(KeyRotationError):
+    """A report object could not be written or read."""
+
+
+class ReportStore:
+    def __init__(self, session: boto3.Session, bucket: str, prefix: str):
+        self._s3 = client(session, "s3")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    def folder(self, day: date) -> str:
+        start = f"{self.prefix}/" if self.prefix else ""
+        return f"{start}{FOLDER}/dt={day.isoformat()}/"
+
+    @requires(ROTATION, "s3:PutObject")
+    def put_account(self, account: Account, assessment: Assessment) -> str:
+        """One account's rows and calendar; `assessment` holds that account only."""
+        key = f"{self.folder(assessment.generated.date())}{account.account_id}.json"
+        document = json.loads(to_json(assessment, []))
+        document["account"] = {"account_id": account.account_id, "name": account.name}
+        document["periods"] = vars(assessment.periods)
+        self._put(key, json.dumps(document).encode(), "application/json")
+        return key
+
+    @requires(OPERATOR, "s3:ListBucket", "s3:GetObject")
+    def read_day(self, day: date) -> tuple[Assessment, list[Account]]:
+        """Every account's rows written on `day`, as one assessment."""
+        folder = self.folder(day)
+        assessment: Assessment | None = None
+        accounts = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=folder
+            )
+            for item in (i for page in pages for i in page.get("Contents", [])):
+                if not item["Key"].endswith(".json"):
+                    continue
+                body = self._s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                part = _assessment(json.loads(body))
+                accounts.append(part.rows[0].account if part.rows else _account(json.loads(body)))
+                if assessment is None:
+                    assessment = part
+                else:
+                    assessment.rows += part.rows
+                    assessment.calendar += part.calendar
+        except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
+            raise ReportStoreError(
+                f"Cannot read the report rows under s3://{self.bucket}/{folder}: {exc}"
+            ) from exc
+        if assessment is None:
+            raise ReportStoreError(f"No report rows under s3://{self.bucket}/{folder}")
+        return assessment, accounts
+
+    @requires(OPERATOR, "s3:PutObject")
+    def put_page(self, day: date, html: str) -> str:
+        key = f"{self.folder(day)}{PAGE}"
+        self._put(key, html.encode(), "text/html; charset=utf-8")
+        return key
+
+    @requires(NOTIFIER, "s3:GetObject")
+    def link(self, key: str, seconds: int = LINK_SECONDS) -> str:
+        """A presigned GET URL; it carries the signer's rights, so keep the expiry short."""
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
+        )
+
+    def _put(self, key: str, body: bytes, content_type: str) -> None:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise ReportStoreError(f"Cannot write s3://{self.bucket}/{key}: {exc}") from exc
+
+
+def _account(document: dict) -> Account:
+    return Account(document["account"]["account_id"], document["account"]["name"], "")
+
+
+def _assessment(document: dict) -> Assessment:
+    account = _account(document)
+    assessment = Assessment(
+        datetime.fromisoformat(document["generated"]), Periods(**document["periods"])
+    )
+    for row in document["keys"]:
+        step = None
+        if row["next_action"]:
+            step = Action(
+                ActionKind(row["next_action"]),
+                row["key_id"],
+                Reason(row["next_reason"]),
+                date.fromisoformat(row["next_date"]),
+            )
+        key = AccessKey(
+            row["key_id"],
+            KeyStatus(row["status"]),
+            _midnight(row["created"]),
+            _midnight(row["last_used"]) if row["last_used"] else None,
+        )
+        assessment.rows.append(
+            KeyRow(account, row["user"], key, row["age_days"], Standing(row["standing"]), step)
+        )
+    for event in document["calendar"]:
+        day = date.fromisoformat(event["date"])
+        action = Action(ActionKind(event["action"]), event["key_id"], Reason(event["reason"]), day)
+        assessment.calendar.append(ForecastEvent(day, account, event["user"], action))
+    return assessment
+
+
+def _midnight(text: str) -> datetime:
+    return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
