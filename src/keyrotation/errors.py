@@ -35,3 +35,11 @@ class TemplateError(KeyRotationError):
 
 class NotificationError(KeyRotationError):
     """An email could not be sent."""
+
+
+class CredentialReportError(KeyRotationError):
+    """The IAM credential report cannot be had or read; the scan falls back to per-user calls."""
+
+
+class ReportNotReadyError(AccountError):
+    """The credential report was still being generated when the wait ran out: not scanned."""
