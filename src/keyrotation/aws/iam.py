@@ -12,6 +12,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from keyrotation.aws import records
+from keyrotation.aws.credential_report import CredentialReport, read_credential_report
 from keyrotation.aws.session import client
 from keyrotation.errors import UserGoneError
 from keyrotation.model import AccessKey, KeyRecord, KeyStatus, User
@@ -57,6 +58,10 @@ class IamAccount:
             if _code(exc) == "NoSuchEntity":
                 return frozenset()
             raise
+
+    def credential_report(self) -> CredentialReport:
+        """The account's credential report, fresh or at most as old as IAM keeps it."""
+        return read_credential_report(self._iam)
 
     @requires(MEMBER, "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed")
     def access_keys(self, user: str) -> list[AccessKey]:
