@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -30,6 +31,7 @@ from keyrotation.notify.message import Notification, build
 from keyrotation.policy import decide
 from keyrotation.reasons import Reason
 from keyrotation.report import AccountReport, Outcome, RunReport, Status
+from keyrotation.scan import users_to_scan
 from keyrotation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,16 +79,36 @@ def run_organization(
 
     if on_accounts_listed:
         on_accounts_listed(len(accounts))
-    for account in accounts:
-        account_report = run_account(session, account, context, notifier)
-        report.accounts.append(account_report)
-        if on_account:
-            on_account(account_report)
+    report.accounts.extend(run_accounts(session, accounts, context, notifier, on_account))
 
     found = {u for a in report.accounts for u in a.forced_found}
     for user in sorted(context.forced_users - found):
         report.errors.append(f"ForceRotate names user {user}, found in no scanned account")
     return report
+
+
+def run_accounts(
+    session: boto3.Session,
+    accounts: list[Account],
+    context: RunContext,
+    notifier: Notifier | None,
+    on_account: Callable[[AccountReport], None] | None = None,
+) -> list[AccountReport]:
+    """Run up to MaxConcurrentAccounts accounts at once; reports come back in `accounts` order.
+
+    `on_account` is called from this thread, as each account finishes."""
+    workers = min(context.settings.MaxConcurrentAccounts, len(accounts)) or 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="account") as pool:
+        futures = {
+            pool.submit(run_account, session, account, context, notifier): index
+            for index, account in enumerate(accounts)
+        }
+        reports: list[AccountReport | None] = [None] * len(accounts)
+        for future in as_completed(futures):
+            reports[futures[future]] = future.result()
+            if on_account:
+                on_account(future.result())
+    return [r for r in reports if r is not None]
 
 
 def select_accounts(
@@ -155,7 +177,16 @@ class _AccountRun:
 
     def scan(self) -> None:
         exempt = self.iam.group_members(self.settings.IAMExemptionGroup)
-        for user in self.iam.users():
+        method, users = users_to_scan(
+            self.iam,
+            self.settings.ScanMethod,
+            self.settings.periods,
+            self.context.now,
+            self.context.forced_users,
+            self.account.account_id,
+        )
+        self.report.scan = method
+        for user, read_live in users:
             if user.name in self.context.forced_users:
                 self.report.forced_found.add(user.name)
             if user.name in exempt:
@@ -163,6 +194,8 @@ class _AccountRun:
                 self._log("user exempt", user.name)
                 continue
             self.report.users_scanned += 1
+            if not read_live:
+                continue
             try:
                 self._user(user)
             except UserGoneError as exc:

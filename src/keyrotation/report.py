@@ -51,6 +51,8 @@ class AccountReport:
     forced_found: set[str] = field(default_factory=set)
     failed: bool = False
     notification: str = "not needed"
+    # How the users were read: "credential report", "per-user", or why the report was not used.
+    scan: str = "not scanned"
 
     @property
     def clean(self) -> bool:
@@ -72,6 +74,7 @@ class AccountReport:
             "errors": self.errors,
             "skipped": self.skipped,
             "failed": self.failed,
+            "scan": self.scan,
             "notification": self.notification,
         }
 
