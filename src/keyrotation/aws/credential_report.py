@@ -13,7 +13,6 @@ import csv
 import io
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,9 +33,11 @@ REQUIRED_COLUMNS = (
     "arn",
     *(f"access_key_{slot}_{column}" for slot in SLOTS for column in KEY_COLUMNS),
 )
-# AWS builds a report in seconds for most accounts and minutes for very large ones.
+# AWS builds a report in seconds for most accounts and minutes for very large ones: ask again
+# after 0.5 s, then wait twice as long each time up to 5 s, for about a minute and a half.
 POLL_ATTEMPTS = 20
-POLL_DELAY_SECONDS = 3.0
+POLL_FIRST_DELAY_SECONDS = 0.5
+POLL_MAX_DELAY_SECONDS = 5.0
 # Errors that mean the report may become ready if asked again.
 NOT_READY = frozenset({"ReportInProgress", "ReportNotPresent"})
 
@@ -76,19 +77,17 @@ class CredentialReport:
 
 
 @requires(MEMBER, "iam:GenerateCredentialReport", "iam:GetCredentialReport")
-def read_credential_report(
-    iam,
-    attempts: int = POLL_ATTEMPTS,
-    delay: float = POLL_DELAY_SECONDS,
-    sleep: Callable[[float], None] = time.sleep,
-) -> CredentialReport:
+def read_credential_report(iam, attempts: int = POLL_ATTEMPTS) -> CredentialReport:
     """Ask for a fresh report, wait for it at most `attempts` times, and parse it.
 
     Raises ReportNotReadyError when the wait runs out, CredentialReportError when the report
     cannot be had at all (denied, expired, unreadable). `iam` is a boto3 IAM client."""
+    waited = 0.0
     for attempt in range(attempts):
         if attempt:
-            sleep(delay)
+            delay = min(POLL_FIRST_DELAY_SECONDS * 2 ** (attempt - 1), POLL_MAX_DELAY_SECONDS)
+            _sleep(delay)
+            waited += delay
         try:
             if iam.generate_credential_report()["State"] != "COMPLETE":
                 continue
@@ -102,8 +101,7 @@ def read_credential_report(
         return CredentialReport(response.get("GeneratedTime"), parse(response["Content"]))
     raise ReportNotReadyError(
         f"not scanned: the IAM credential report was still being generated after {attempts} "
-        f"attempts over {attempts * delay:.0f} s. Run again later, or set ScanMethod=per-user "
-        "for this account."
+        f"attempts over {waited:.0f} s. Run again later, or set ScanMethod=per-user."
     )
 
 
@@ -164,6 +162,10 @@ def _date(text: str | None, line: int) -> datetime | None:
     if value.tzinfo is None:
         raise CredentialReportError(f"credential report line {line}: {text!r} has no time zone")
     return value
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _code(exc: ClientError) -> str:
