@@ -143,6 +143,8 @@ SETTINGS = {
     "EmailTemplateAudit": "custom-audit.html",
     "EmailTemplateEnforce": "custom-enforce.html",
     "ListPageSize": "50",
+    "ScanMethod": "per-user",
+    "MaxConcurrentAccounts": "3",
 }
 
 

@@ -80,7 +80,7 @@ def test_users_past_the_first_page_are_all_scanned(org):
     account = org.account(users)
 
     # moto returns every user in one page unless asked for smaller ones.
-    report = org.run([account], DryRunFlag=False, ListPageSize=20)
+    report = org.run([account], DryRunFlag=False, ListPageSize=20, ScanMethod="per-user")
 
     assert report.accounts[0].users_scanned == 130
     assert outcomes(report, "user-last") == [(ActionKind.ROTATE, Reason.EXPIRED_ACTIVE_KEY, "done")]
@@ -201,7 +201,10 @@ def test_users_without_keys_and_accounts_without_users_are_ordinary(org):
     assert org.emails() == []
 
 
-def test_a_user_deleted_between_listing_and_action_is_skipped(org, iam_hooks):
+@pytest.mark.parametrize(
+    ("method", "listing"), [("per-user", "ListUsers"), ("report", "GetCredentialReport")]
+)
+def test_a_user_deleted_between_listing_and_action_is_skipped(org, iam_hooks, method, listing):
     account = org.account([UserSpec("kate", (KeySpec(95),)), UserSpec("leo", (KeySpec(95),))])
 
     def delete_kate(**kwargs):
@@ -212,8 +215,8 @@ def test_a_user_deleted_between_listing_and_action_is_skipped(org, iam_hooks):
             account.key_ids["kate-deleted"] = []
             iam.delete_user(UserName="kate")
 
-    iam_hooks.append(("after-call.iam.ListUsers", delete_kate))
-    report = org.run([account], DryRunFlag=False)
+    iam_hooks.append((f"after-call.iam.{listing}", delete_kate))
+    report = org.run([account], DryRunFlag=False, ScanMethod=method)
 
     (result,) = report.accounts
     assert any("kate" in note for note in result.skipped)

@@ -83,3 +83,17 @@ def test_a_broken_config_file_is_named(tmp_path):
 
 def test_environment_values_that_are_empty_count_as_unset():
     assert load_settings(environ={"RotationPeriod": ""}).RotationPeriod == 90
+
+
+def test_scan_method_and_concurrency_default_to_the_report_and_four_accounts():
+    settings = load_settings(environ={})
+    assert (settings.ScanMethod, settings.MaxConcurrentAccounts) == ("report", 4)
+    assert load_settings(environ={"ScanMethod": "per-user"}).ScanMethod == "per-user"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("ScanMethod", "listing"), ("MaxConcurrentAccounts", "0")]
+)
+def test_an_unknown_scan_method_or_no_concurrency_is_refused(name, value):
+    with pytest.raises(SettingsError, match=f"Invalid setting {name}"):
+        load_settings(environ={name: value})

@@ -51,3 +51,11 @@ class NotificationError(KeyRotationError):
 
 class HistoryError(KeyRotationError):
     """An event could not be written to, or read from, the history store."""
+
+
+class CredentialReportError(KeyRotationError):
+    """The IAM credential report cannot be had or read; the scan falls back to per-user calls."""
+
+
+class ReportNotReadyError(AccountError):
+    """The credential report was still being generated when the wait ran out: not scanned."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +38,7 @@ from keyrotation.policy import decide
 from keyrotation.reasons import Reason
 from keyrotation.report import AccountReport, Outcome, RunReport, Status
 from keyrotation.rotation import Rotator
+from keyrotation.scan import users_to_scan
 from keyrotation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,11 +94,7 @@ def run_organization(
         _check_forced_users_exist(session, accounts, context)
     if on_accounts_listed:
         on_accounts_listed(len(accounts))
-    for account in accounts:
-        account_report = run_account(session, account, context, notifier)
-        report.accounts.append(account_report)
-        if on_account:
-            on_account(account_report)
+    report.accounts.extend(run_accounts(session, accounts, context, notifier, on_account))
 
     found = {u for a in report.accounts for u in a.forced_found}
     for user in sorted(context.forced_users - found):
@@ -124,6 +122,30 @@ def _check_forced_users_exist(
             f"--force-rotate names {', '.join(sorted(missing))}, a user of no scanned account; "
             "nothing was changed"
         )
+
+
+def run_accounts(
+    session: boto3.Session,
+    accounts: list[Account],
+    context: RunContext,
+    notifier: Notifier | None,
+    on_account: Callable[[AccountReport], None] | None = None,
+) -> list[AccountReport]:
+    """Run up to MaxConcurrentAccounts accounts at once; reports come back in `accounts` order.
+
+    `on_account` is called from this thread, as each account finishes."""
+    workers = min(context.settings.MaxConcurrentAccounts, len(accounts)) or 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="account") as pool:
+        futures = {
+            pool.submit(run_account, session, account, context, notifier): index
+            for index, account in enumerate(accounts)
+        }
+        reports: list[AccountReport | None] = [None] * len(accounts)
+        for future in as_completed(futures):
+            reports[futures[future]] = future.result()
+            if on_account:
+                on_account(future.result())
+    return [r for r in reports if r is not None]
 
 
 def select_accounts(
@@ -223,14 +245,23 @@ class _AccountRun:
         that fails is never taken for an empty answer."""
         try:
             exempt = self.iam.group_members(self.settings.IAMExemptionGroup)
-            users = list(self.iam.users())
+            method, listed = users_to_scan(
+                self.iam,
+                self.settings.ScanMethod,
+                self.settings.periods,
+                self.context.now,
+                self.context.forced_users,
+                self.account.account_id,
+            )
+            users = list(listed)
         except AWS_ERRORS as exc:
             raise AccountError(f"account not scanned: {explain(exc)}") from exc
-        self._check_forced_users({u.name for u in users})
+        self.report.scan = method
+        self._check_forced_users({user.name for user, _ in users})
         if self.journal is not None:
             self.report.earlier = self.journal.load(self.account.account_id)
 
-        for user in users:
+        for user, read_live in users:
             if user.name in self.context.forced_users:
                 self.report.forced_found.add(user.name)
             if user.name in exempt:
@@ -242,6 +273,8 @@ class _AccountRun:
                     )
                 continue
             self.report.users_scanned += 1
+            if not read_live:
+                continue
             try:
                 self._user(user)
             except UserGoneError as exc:

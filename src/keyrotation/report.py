@@ -55,6 +55,8 @@ class AccountReport:
     busy: str = ""
     failed: bool = False
     notification: str = "not needed"
+    # How the users were read: "credential report", "per-user", or why the report was not used.
+    scan: str = "not scanned"
 
     @property
     def clean(self) -> bool:
@@ -80,6 +82,7 @@ class AccountReport:
             "earlier": self.earlier,
             "busy": self.busy,
             "failed": self.failed,
+            "scan": self.scan,
             "notification": self.notification,
         }
 

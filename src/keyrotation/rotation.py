@@ -42,6 +42,9 @@ class Rotator:
         """Replace `old`; the old key itself is never touched here. Returns what was done."""
         if len(self.iam.access_keys(user.name)) >= 2:
             raise RotationError("the user already has two keys; no key was created")
+        if not user.user_id:
+            # The credential report names users without their unique id; the secret needs it.
+            user = self.iam.user(user.name)
         self.iam.mark_rotation(user.name, PendingRotation(old.key_id, self.today))
         new = self.iam.create_key(user.name)
         try:

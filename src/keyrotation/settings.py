@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -46,6 +46,11 @@ class Settings(BaseModel):
         None, pattern=r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$"
     )
     ListPageSize: int | None = Field(None, ge=1, le=1000)
+    # "report" reads each account's IAM credential report and calls per-user APIs only for
+    # users due soon; "per-user" reads every user's keys, last use and records one by one.
+    ScanMethod: Literal["report", "per-user"] = "report"
+    # IAM and STS throttle per account and per caller; a few accounts at once stay well below.
+    MaxConcurrentAccounts: int = Field(4, ge=1, le=32)
 
     @field_validator("DryRunFlag", mode="before")
     @classmethod

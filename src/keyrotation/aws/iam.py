@@ -12,6 +12,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from keyrotation.aws import records
+from keyrotation.aws.credential_report import CredentialReport, read_credential_report
 from keyrotation.aws.session import client
 from keyrotation.errors import UserGoneError
 from keyrotation.model import AccessKey, KeyRecord, KeyStatus, User
@@ -58,6 +59,10 @@ class IamAccount:
                 return frozenset()
             raise
 
+    def credential_report(self) -> CredentialReport:
+        """The account's credential report, fresh or at most as old as IAM keeps it."""
+        return read_credential_report(self._iam)
+
     @requires(MEMBER, "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed")
     def access_keys(self, user: str) -> list[AccessKey]:
         with _user_gone(user):
@@ -99,6 +104,12 @@ class IamAccount:
     def clear_rotation(self, user: str) -> None:
         with _user_gone(user):
             self._iam.untag_user(UserName=user, TagKeys=[records.ROTATION_TAG])
+
+    @requires(MEMBER, "iam:GetUser")
+    def user(self, name: str) -> User:
+        with _user_gone(name):
+            found = self._iam.get_user(UserName=name)["User"]
+        return User(found["UserName"], found["Arn"], found.get("Path", "/"), found["UserId"])
 
     @requires(MEMBER, "iam:GetUser")
     def exists(self, user: str) -> bool:

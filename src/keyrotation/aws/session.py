@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import boto3
 from botocore.config import Config
@@ -18,6 +19,9 @@ CLIENT_CONFIG = Config(
     user_agent_extra="keyrotation",
 )
 DEFAULT_REGION = "us-east-1"
+# A boto3 Session is not thread-safe, clients are: accounts run in threads share the caller's
+# session, so clients are made one at a time.
+_CLIENT_LOCK = threading.Lock()
 
 
 def base_session() -> boto3.Session:
@@ -29,7 +33,10 @@ def base_session() -> boto3.Session:
 
 
 def client(session: boto3.Session, service: str, region: str | None = None):
-    return session.client(service, region_name=region or session.region_name, config=CLIENT_CONFIG)
+    with _CLIENT_LOCK:
+        return session.client(
+            service, region_name=region or session.region_name, config=CLIENT_CONFIG
+        )
 
 
 def partition_of(session: boto3.Session) -> str:
