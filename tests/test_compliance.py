@@ -68,6 +68,7 @@ STANDINGS = {
     },
     # Auditors read the age IAM reports, whatever a dated run recorded.
     "a key this tool created in a dated run counts from the recorded day": {"A": OVERDUE},
+    "one active key stored by this tool, never used, expired: rotated, not deleted": {"A": UNUSED},
     "no keys": {},
     "no keys, forced": {},
 }

@@ -227,7 +227,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch) -> Deployment:
     sync(dist, security.session, bucket)
     security.session.client("ses").verify_email_identity(EmailAddress=ADMIN)
 
-    # The order of deploy/README-deploy.md: main stack, management role, member roles.
+    # The order of the README's deployment section: main stack, management role, member roles.
     management_role = (
         f"arn:aws:iam::{org.management_id}:role/asa-iam-key-rotation-organization-reader"
     )

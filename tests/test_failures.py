@@ -44,7 +44,7 @@ def test_a_failed_read_is_never_taken_for_an_empty_answer(org, faults, service, 
     # Refused for good today (a throttle past every retry ends the same way, only slower).
     faults.fail(service, operation, code="AccessDenied", times=1000)
 
-    report = org.run([account], DryRunFlag=False)
+    report = org.run([account], DryRunFlag=False, ScanMethod="per-user")
 
     (result,) = report.accounts
     assert not report.clean

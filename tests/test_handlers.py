@@ -88,6 +88,8 @@ def stack_environment(**values: str) -> dict[str, str]:
         "EmailTemplateEnforce": "enforce.html",
         "OrganizationalUnitId": "",
         "ListPageSize": "",
+        "ScanMethod": "report",
+        "MaxConcurrentAccounts": "4",
     }
     assert set(settings) == set(NAMES)
     return {

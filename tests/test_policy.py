@@ -245,6 +245,13 @@ DECISION_TABLE = [
         False,
         [],
     ),
+    (
+        "one active key stored by this tool, never used, expired: rotated, not deleted",
+        [key("A", 90, used=None)],
+        {"A": KeyRecord(created=ago(90))},
+        False,
+        [(ROTATE, "A", Reason.EXPIRED_ACTIVE_KEY, 0)],
+    ),
     ("no keys", [], {}, False, []),
     ("no keys, forced", [], {}, True, []),
 ]

@@ -69,6 +69,10 @@ class _Day:
     def created(self, key: AccessKey) -> date:
         return self.record(key).created or key.created.date()
 
+    def in_use(self, key: AccessKey) -> bool:
+        """Used, or handed to its user through the secret: either way someone may rely on it."""
+        return key.used or self.record(key).created is not None
+
     def rotation_date(self, key: AccessKey) -> date:
         return self.created(key) + timedelta(days=self.periods.rotation)
 
@@ -113,11 +117,11 @@ def _one_active(day: _Day, key: AccessKey, blocker: AccessKey | None) -> list[Ac
     """One active key, maybe beside an inactive key that is not deleted today."""
     if not day.expired(key):
         return _before_expiry(day, key, blocker)
-    if not key.used:
+    if not day.in_use(key):
         return [day.act(DELETE, key, Reason.UNUSED_EXPIRED_KEY)]
     if blocker is None:
         return [day.act(ROTATE, key, Reason.EXPIRED_ACTIVE_KEY)]
-    if not blocker.used:
+    if not day.in_use(blocker):
         return [
             day.act(DELETE, blocker, Reason.EXPIRED_INACTIVE_KEY_CONFLICT),
             day.act(ROTATE, key, Reason.EXPIRED_ACTIVE_KEY),
@@ -131,7 +135,7 @@ def _before_expiry(day: _Day, key: AccessKey, blocker: AccessKey | None) -> list
     on = day.rotation_date(key)
     if not day.warn_window(on):
         return []
-    if not key.used:
+    if not day.in_use(key):
         return [day.warn(DELETE, key, Reason.UNUSED_KEY_PENDING_DELETION, on)]
     if blocker is not None and day.deletion_date(blocker) > on:
         return [day.warn(ROTATE, key, Reason.KEY_PENDING_EXPIRATION_CONFLICT, on)]
