@@ -330,7 +330,9 @@ def package(
     out.print(f"Built {built.root}:", highlight=False, markup=False)
     for path in (*built.cloudformation, *built.email_templates, built.lambda_zip):
         out.print(f"  {path.relative_to(out_dir)}", highlight=False, markup=False)
-    out.print("\nNext, in the primary account (see "Deploying to AWS" in README.md):", highlight=False)
+    out.print(
+        "\nNext, in the primary account (see 'Deploying to AWS' in README.md):", highlight=False
+    )
     for command in next_steps(built, out_dir, bucket):
         out.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
 
