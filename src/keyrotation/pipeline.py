@@ -290,7 +290,7 @@ class _AccountRun:
     def _check_forced_users(self, names: set[str]) -> None:
         missing = sorted(self.context.forced_users - names)
         if missing and self.context.forced_users_must_exist:
-            raise AccountError(
+            raise InputError(
                 f"ForceRotate names {', '.join(missing)}, not a user of account "
                 f"{self.account.account_id}; nothing was changed"
             )

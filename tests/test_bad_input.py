@@ -1,0 +1,162 @@
+"""Every kind of bad input in one table: one clear line, no traceback, nothing changed.
+
+Add a row to BAD_INPUT for a new case. Each row names where the input goes (a rotation event,
+a notifier event, settings, a template name, or the command line), the input, and a piece of
+the one-line message. After each row the test checks that the account's keys are unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keyrotation.errors import InputError, TemplateError
+from keyrotation.handlers import entrypoints
+from keyrotation.notify.render import load_local, template_s3_key
+from keyrotation.settings import load_settings
+from tests.orgs import KeySpec, UserSpec, keys_of
+from tests.test_handlers import stack_environment
+
+GOOD_VALUES = {
+    "account_id": "111122223333",
+    "account_name": "Payments",
+    "timestamp": "2026-12-04 09:00 UTC",
+    "actions": ["a line"],
+    "rotation_period": 90,
+    "installation_grace_period": 10,
+    "recovery_grace_period": 10,
+    "partition_name": "aws",
+}
+
+# (case, where, input, message)
+BAD_INPUT = [
+    ("no account", "rotation", {"name": "n", "email": "o@example.com"}, "'account' is missing"),
+    (
+        "short account",
+        "rotation",
+        {"account": "1234", "name": "n", "email": "o@example.com"},
+        "12-digit",
+    ),
+    (
+        "account as number",
+        "rotation",
+        {"account": 123456789012, "name": "n", "email": "o@example.com"},
+        "'account'",
+    ),
+    ("bad email", "rotation", {"account": "@", "name": "n", "email": "nobody"}, "'email'"),
+    (
+        "email with a newline",
+        "rotation",
+        {"account": "@", "name": "n", "email": "o@example.com\n"},
+        "'email'",
+    ),
+    (
+        "typo in a field",
+        "rotation",
+        {"account": "@", "name": "n", "email": "o@example.com", "ForceRotat": "alice"},
+        "unknown field 'ForceRotat'",
+    ),
+    (
+        "ForceRotate not a name",
+        "rotation",
+        {"account": "@", "name": "n", "email": "o@example.com", "ForceRotate": 7},
+        "'ForceRotate'",
+    ),
+    (
+        "ForceRotate of nobody",
+        "rotation",
+        {"account": "@", "name": "n", "email": "o@example.com", "ForceRotate": "nobody"},
+        "nobody",
+    ),
+    (
+        "dryrun as a number",
+        "rotation",
+        {"account": "@", "name": "n", "email": "o@example.com", "dryrun": 1},
+        "'dryrun'",
+    ),
+    ("event not an object", "rotation", ["account"], "expected a JSON object"),
+    (
+        "notifier without values",
+        "notify",
+        {"email": "o@example.com", "subject": "s", "email_template": "audit.html"},
+        "'template_values' is missing",
+    ),
+    (
+        "notifier template with a folder",
+        "notify",
+        {
+            "email": "o@example.com",
+            "subject": "s",
+            "email_template": "../audit.html",
+            "template_values": GOOD_VALUES,
+        },
+        "without folders",
+    ),
+    ("setting out of cycle", "settings", {"RotationPeriod": "15"}, "RotationPeriod"),
+    ("setting of the wrong type", "settings", {"InactiveBuffer": "ten"}, "InactiveBuffer"),
+    ("unknown setting", "settings", {"RotationPeriodDays": "30"}, "did you mean"),
+    ("template path", "template", "../../etc/passwd", "without folders"),
+    ("template missing", "template", "absent.html", "not found"),
+    ("CLI date", "cli", ["run", "--as-of", "tomorrow"], "--as-of expects a date"),
+    ("CLI setting", "cli", ["run", "--set", "DryRunFlag=perhaps"], "DryRunFlag"),
+    ("CLI unknown account", "cli", ["run", "--account", "000000000000"], "not in the organization"),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "given", "message"),
+    [pytest.param(w, g, m, id=case) for case, w, g, m in BAD_INPUT],
+)
+def test_bad_input_gets_one_clear_line_and_changes_nothing(org, monkeypatch, where, given, message):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    before = keys_of(account, "alice")
+    if isinstance(given, dict) and given.get("account") == "@":
+        given = {**given, "account": account.account_id}
+
+    text = _feed(org, monkeypatch, where, given)
+
+    assert message in text
+    assert "\n" not in text.strip() and "Traceback" not in text
+    assert keys_of(account, "alice") == before
+
+
+def _feed(org, monkeypatch, where, given) -> str:
+    if where == "cli":
+        return _cli(org, given)
+    environ = stack_environment(NotifierFunctionName="")
+    errors = (InputError, TemplateError)
+    with pytest.raises(errors) as raised:
+        if where == "rotation":
+            entrypoints.rotate_account(given, org.session, environ)
+        elif where == "notify":
+            entrypoints.notify(given, org.session, environ)
+        elif where == "settings":
+            load_settings(environ={}, overrides=given)
+        else:
+            load_local(given)
+            template_s3_key("prefix", given)
+    return str(raised.value)
+
+
+def _cli(org, args) -> str:
+    credentials = org.session.get_credentials().get_frozen_credentials()
+    env = dict(
+        os.environ,
+        COLUMNS="200",
+        AWS_ACCESS_KEY_ID=credentials.access_key,
+        AWS_SECRET_ACCESS_KEY=credentials.secret_key,
+        AWS_SESSION_TOKEN=credentials.token,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "keyrotation", *args, "--outbox", str(org.outbox)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    return result.stderr.strip()
