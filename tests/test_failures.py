@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from keyrotation.emulator.sample import use_key
 from keyrotation.model import ActionKind
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.render import load_local
@@ -185,3 +186,26 @@ def _account(sample):
     from keyrotation.model import Account
 
     return Account(sample.account_id, sample.name, sample.email)
+
+
+def test_a_stale_rotation_mark_never_takes_back_a_key_someone_uses(org):
+    account = org.account([UserSpec("ivy", (KeySpec(95),))])
+    (old,) = account.key_ids["ivy"]
+    iam = account.session.client("iam")
+    # A run stopped right after marking the user; then someone made a key by hand and used it.
+    iam.tag_user(
+        UserName="ivy",
+        Tags=[
+            {
+                "Key": "keyrotation:rotation-in-progress",
+                "Value": f"old={old} started=" + org.now.date().isoformat(),
+            }
+        ],
+    )
+    made = iam.create_access_key(UserName="ivy")["AccessKey"]
+    use_key(made["AccessKeyId"], made["SecretAccessKey"])
+
+    report = org.run([account], DryRunFlag=False, ScanMethod="per-user")
+
+    assert made["AccessKeyId"] in keys_of(account, "ivy")
+    assert any("left no key of its own" in note for note in report.accounts[0].recoveries)

@@ -15,12 +15,14 @@ from tests.orgs import KeySpec, UserSpec, keys_of, secret_of
 ROTATION_CALLS = [
     ("iam", "TagUser", 1),  # the mark: a rotation started
     ("iam", "CreateAccessKey", 1),
+    ("iam", "TagUser", 2),  # the mark names the new key
     ("secrets-manager", "CreateSecret", 1),
     ("secrets-manager", "PutResourcePolicy", 1),
     ("iam", "PutUserPolicy", 1),
     ("secrets-manager", "PutSecretValue", 1),
     ("secrets-manager", "UpdateSecretVersionStage", 1),  # promote
-    ("iam", "TagUser", 2),  # the record: the old key was replaced
+    ("iam", "TagUser", 3),  # the record: the old key was replaced
+    ("iam", "TagUser", 4),  # the record: the new key's day
     ("iam", "UntagUser", 1),  # the mark cleared
 ]
 DEACTIVATION_CALLS = [("iam", "UpdateAccessKey", 1), ("iam", "TagUser", 1)]

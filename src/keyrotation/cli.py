@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from botocore.exceptions import BotoCoreError, NoCredentialsError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -160,17 +161,17 @@ def history_command(
     table.add_column("outcome")
     for event in events:
         step = f" {event.step.lower()} on {event.on}" if event.step else ""
-        outcome = f"[red]failed: {event.error}[/red]" if event.error else event.outcome
+        outcome = f"[red]failed: {escape(event.error)}[/red]" if event.error else event.outcome
         table.add_row(
             event.time.strftime("%Y-%m-%d %H:%M"),
             event.run_id,
             event.mode,
             event.account,
-            event.user,
+            escape(event.user),
             event.key_id,
             event.action + step,
             event.reason,
-            outcome + (f" ({event.detail})" if event.detail else ""),
+            outcome + (f" ({escape(event.detail)})" if event.detail else ""),
         )
     out.print(table)
 
@@ -196,7 +197,7 @@ def report(
     if output_format == "table":
         print_assessment(assessment)
         for problem in inventory.errors:
-            out.print(f"[red]error[/red] {problem}", highlight=False)
+            out.print(f"[red]error[/red] {escape(problem)}", highlight=False)
         raise typer.Exit(1 if inventory.errors else 0)
     text = {
         "csv": lambda: to_csv(assessment),
@@ -252,14 +253,14 @@ def forecast_command(
             table.add_row(
                 e.day.isoformat(),
                 e.account.account_id,
-                e.user,
+                escape(e.user),
                 e.action.key_id,
                 e.action.kind.value + step,
                 e.action.reason.value,
             )
         out.print(table)
     for problem in inventory.errors:
-        err.print(f"[red]error[/red] {problem}", highlight=False)
+        err.print(f"[red]error[/red] {escape(problem)}", highlight=False)
     raise typer.Exit(1 if inventory.errors else 0)
 
 
@@ -367,13 +368,13 @@ def print_report(report: RunReport) -> None:
     table.add_column("email")
     for account in report.accounts:
         table.add_row(
-            account.account.name,
+            escape(account.account.name),
             account.account.account_id,
             str(account.users_scanned),
             str(account.users_exempt),
             *(str(account.count(kind)) for kind in ActionKind),
             f"[red]{len(account.errors)}[/red]" if account.errors else "0",
-            account.notification,
+            escape(account.notification),
         )
     out.print(table)
     for account in report.accounts:
@@ -405,7 +406,7 @@ def print_assessment(assessment: Assessment) -> None:
         style = STANDING_STYLE[row.standing]
         table.add_row(
             row.account.account_id,
-            row.user,
+            escape(row.user),
             row.key.key_id,
             row.key.status.value,
             str(row.age),

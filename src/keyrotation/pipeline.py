@@ -307,6 +307,11 @@ class _AccountRun:
         forced = user.name in self.context.forced_users
         enforce = self.context.mode is Mode.ENFORCE
         keys, lifecycle = self._read(user)
+        if not enforce and lifecycle.rotation is not None:
+            self.report.recoveries.append(
+                f"user {user.name}: a rotation of key {lifecycle.rotation.old_key_id} was "
+                "interrupted; the next enforce run finishes it or takes its new key back"
+            )
         if enforce and lifecycle.rotation is not None:
             note = self.rotator.resume(user, keys, lifecycle)
             self.report.recoveries.append(f"user {user.name}: {note}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -48,6 +48,8 @@ class Rotator:
         self.iam.mark_rotation(user.name, PendingRotation(old.key_id, self.today))
         new = self.iam.create_key(user.name)
         try:
+            # Name the new key in the mark first, so a later run knows it for ours.
+            self.iam.mark_rotation(user.name, PendingRotation(old.key_id, self.today, new.key_id))
             # The key is checked before it is stored: the first version of a secret is
             # current at once, so a key that does not work must never reach it.
             self.checker.check(user, new)
@@ -73,15 +75,24 @@ class Rotator:
         pending = lifecycle.rotation
         if pending is None:
             return None
-        newer = [
-            k
-            for k in keys
-            if k.key_id != pending.old_key_id and k.created.date() >= pending.started
-        ]
+        if pending.new_key_id:
+            newer = [k for k in keys if k.key_id == pending.new_key_id]
+        else:
+            # The run stopped before naming its key: only a key made within a day of the mark
+            # and never used can be the rotation's.
+            window = (pending.started, pending.started + timedelta(days=1))
+            newer = [
+                k
+                for k in keys
+                if k.key_id != pending.old_key_id
+                and window[0] <= k.created.date() <= window[1]
+                and not k.used
+            ]
         if not newer:
             self.iam.clear_rotation(user.name)
             return (
-                f"an interrupted rotation of key {pending.old_key_id} had created no key; cleared"
+                f"an interrupted rotation of key {pending.old_key_id} left no key of its own; "
+                "cleared"
             )
 
         new = max(newer, key=lambda k: k.created)

@@ -14,9 +14,17 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from keyrotation.errors import SettingsError
 from keyrotation.model import Mode, Periods
@@ -24,6 +32,15 @@ from keyrotation.model import Mode, Periods
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+", re.ASCII)
 TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 IAM_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
+
+
+def _check_email(value: str) -> str:
+    if not EMAIL.fullmatch(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_check_email)]
 
 
 class Settings(BaseModel):
@@ -39,7 +56,7 @@ class Settings(BaseModel):
         "IAMKeyRotationExemptionGroup", pattern=r"^[A-Za-z0-9+=,.@_-]{1,128}$"
     )
     IAMRoleName: str = Field("asa-iam-key-rotation-lambda-assumed-role", pattern=IAM_NAME)
-    AdminEmailAddress: str = "keyrotation@example.com"
+    AdminEmailAddress: EmailAddress = "keyrotation@example.com"
     EmailTemplateAudit: str = "audit.html"
     EmailTemplateEnforce: str = "enforce.html"
     OrganizationalUnitId: str | None = Field(
@@ -62,13 +79,6 @@ class Settings(BaseModel):
             if lowered in {"false", "no", "off", "0"}:
                 return False
             raise ValueError("must be True (audit mode) or False (enforce mode)")
-        return value
-
-    @field_validator("AdminEmailAddress")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        if not EMAIL.fullmatch(value):
-            raise ValueError(f"{value!r} is not an email address")
         return value
 
     @field_validator("EmailTemplateAudit", "EmailTemplateEnforce")

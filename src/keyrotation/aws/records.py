@@ -60,6 +60,7 @@ class PendingRotation:
 
     old_key_id: str
     started: date
+    new_key_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def records_from_tags(tags: Mapping[str, str]) -> dict[str, KeyRecord]:
 
 
 def encode_rotation(rotation: PendingRotation) -> str:
-    return f"old={rotation.old_key_id} started={rotation.started.isoformat()}"
+    text = f"old={rotation.old_key_id} started={rotation.started.isoformat()}"
+    return f"{text} new={rotation.new_key_id}" if rotation.new_key_id else text
 
 
 def _rotation(value: str | None) -> PendingRotation | None:
@@ -94,7 +96,7 @@ def _rotation(value: str | None) -> PendingRotation | None:
     started = _date(fields.get("started"))
     if not fields.get("old") or started is None:
         return None
-    return PendingRotation(fields["old"], started)
+    return PendingRotation(fields["old"], started, fields.get("new", ""))
 
 
 def _date(text: str | None) -> date | None:

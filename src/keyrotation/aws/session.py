@@ -52,15 +52,21 @@ def assume_role(session: boto3.Session, account_id: str, role_name: str) -> boto
     """A session in `account_id` through the member role, reused for the account's whole run."""
     role_arn = member_role_arn(session, account_id, role_name)
     try:
-        response = client(session, "sts").assume_role(
-            RoleArn=role_arn, RoleSessionName="keyrotation", DurationSeconds=3600
-        )
+        return assume_role_arn(session, role_arn, "keyrotation", 3600)
     except (ClientError, BotoCoreError) as exc:
         raise AccountError(
             f"Cannot assume {role_arn}: {exc}. Deploy the member role stack to account "
             f"{account_id} and check that it trusts this tool's execution role."
         ) from exc
-    credentials = response["Credentials"]
+
+
+def assume_role_arn(
+    session: boto3.Session, role_arn: str, session_name: str, seconds: int
+) -> boto3.Session:
+    """A session with the role's temporary credentials, in the caller's region."""
+    credentials = client(session, "sts").assume_role(
+        RoleArn=role_arn, RoleSessionName=session_name, DurationSeconds=seconds
+    )["Credentials"]
     return boto3.Session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],

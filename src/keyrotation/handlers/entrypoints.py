@@ -17,7 +17,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation import logs
-from keyrotation.aws.session import base_session, client
+from keyrotation.aws.session import assume_role_arn, base_session, client
 from keyrotation.aws.templates import load_from_bucket
 from keyrotation.errors import AccountError
 from keyrotation.handlers.events import NotifyEvent, RotationEvent, parse
@@ -184,9 +184,7 @@ def _management_session(session: boto3.Session, role_arn: str) -> boto3.Session:
     """A session in the management account, where the organization's accounts can be listed."""
     account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else "?"
     try:
-        response = client(session, "sts").assume_role(
-            RoleArn=role_arn, RoleSessionName="keyrotation-inventory", DurationSeconds=900
-        )
+        return assume_role_arn(session, role_arn, "keyrotation-inventory", 900)
     except (ClientError, BotoCoreError) as exc:
         raise AccountError(
             f"Cannot assume {role_arn} in the management account {account}: {exc}. Deploy "
@@ -194,13 +192,6 @@ def _management_session(session: boto3.Session, role_arn: str) -> boto3.Session:
             f"inventory role), or clear {ORG_MANAGEMENT_ROLE} if this account is a delegated "
             "administrator of AWS Organizations."
         ) from exc
-    credentials = response["Credentials"]
-    return boto3.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-        region_name=session.region_name,
-    )
 
 
 @requires(INVENTORY, "lambda:InvokeFunction")

@@ -8,10 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keyrotation.errors import EventError
-from keyrotation.settings import EMAIL
+from keyrotation.settings import EmailAddress
 
 USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
+ACCOUNT_ID = re.compile(r"\d{12}")
 
 
 class _Event(BaseModel):
@@ -21,22 +21,15 @@ class _Event(BaseModel):
 class RotationEvent(_Event):
     account: str
     name: str = Field(min_length=1, max_length=100)
-    email: str
+    email: EmailAddress
     ForceRotate: tuple[str, ...] = ()
     dryrun: bool | None = None
 
     @field_validator("account")
     @classmethod
     def _account(cls, value: str) -> str:
-        if not ACCOUNT_ID.match(value):
+        if not ACCOUNT_ID.fullmatch(value):
             raise ValueError(f"{value!r} is not a 12-digit account id")
-        return value
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        if not EMAIL.fullmatch(value):
-            raise ValueError(f"{value!r} is not an email address")
         return value
 
     @field_validator("ForceRotate", mode="before")
@@ -78,18 +71,11 @@ class TemplateValues(BaseModel):
 
 
 class NotifyEvent(_Event):
-    email: str
+    email: EmailAddress
     invokedby: str = ""
     subject: str = Field(min_length=1, max_length=998)
     email_template: str = Field(min_length=1)
     template_values: TemplateValues
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        if not EMAIL.fullmatch(value):
-            raise ValueError(f"{value!r} is not an email address")
-        return value
 
 
 def parse(model: type[_Event], event: Any) -> Any:
