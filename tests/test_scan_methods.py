@@ -195,3 +195,18 @@ def test_accounts_run_in_parallel_and_are_reported_in_id_order(org, iam_hooks):
     assert [o.user for a in report.accounts for o in a.outcomes] == [
         f"user-{n}" for n in sorted(range(3), key=lambda n: accounts[n].account_id)
     ]
+
+
+def test_an_audit_takes_last_use_from_the_report_and_enforce_reads_it_live(org, faults):
+    account = org.account([UserSpec("due", (KeySpec(95),)), UserSpec("young", (KeySpec(10),))])
+
+    audit = org.run([account])
+    audit_calls = dict(faults.calls)
+    faults.calls.clear()
+    enforce = org.run([account], DryRunFlag=False)
+
+    assert [o.action.kind.value for o in audit.accounts[0].outcomes] == ["ROTATE"]
+    assert "iam.GetAccessKeyLastUsed" not in audit_calls
+    assert audit_calls["iam.ListAccessKeys"] == 1, "only the due user is read live"
+    assert faults.calls["iam.GetAccessKeyLastUsed"] >= 1, "before a change, last use is live"
+    assert [o.action.kind.value for o in enforce.accounts[0].outcomes] == ["ROTATE"]

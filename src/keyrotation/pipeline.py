@@ -257,11 +257,12 @@ class _AccountRun:
         except AWS_ERRORS as exc:
             raise AccountError(f"account not scanned: {explain(exc)}") from exc
         self.report.scan = method
-        self._check_forced_users({user.name for user, _ in users})
+        self._check_forced_users({user.name for user, *_ in users})
         if self.journal is not None:
             self.report.earlier = self.journal.load(self.account.account_id)
 
-        for user, read_live in users:
+        audit = self.context.mode is Mode.AUDIT
+        for user, read_live, reported_last_use in users:
             if user.name in self.context.forced_users:
                 self.report.forced_found.add(user.name)
             if user.name in exempt:
@@ -276,7 +277,8 @@ class _AccountRun:
             if not read_live:
                 continue
             try:
-                self._user(user)
+                # An audit changes nothing, so the report's last use stands in for a live read.
+                self._user(user, reported_last_use if audit else None)
             except UserGoneError as exc:
                 self.report.skipped.append(f"user {user.name}: {exc}, skipped")
                 self._log("user skipped", user.name, logging.WARNING, outcome="gone")
@@ -295,18 +297,19 @@ class _AccountRun:
                 f"{self.account.account_id}; nothing was changed"
             )
 
-    def _read(self, user: User) -> tuple[list[AccessKey], object]:
+    def _read(self, user: User, reported_last_use=None) -> tuple[list[AccessKey], object]:
         try:
-            return self.iam.access_keys(user.name), self.iam.lifecycle(user.name)
+            keys = self.iam.access_keys(user.name, reported_last_use)
+            return keys, self.iam.lifecycle(user.name)
         except AWS_ERRORS as exc:
             raise _NotScanned(
                 f"its keys could not be read, so nothing was changed: {explain(exc)}"
             ) from exc
 
-    def _user(self, user: User) -> None:
+    def _user(self, user: User, reported_last_use=None) -> None:
         forced = user.name in self.context.forced_users
         enforce = self.context.mode is Mode.ENFORCE
-        keys, lifecycle = self._read(user)
+        keys, lifecycle = self._read(user, reported_last_use)
         if not enforce and lifecycle.rotation is not None:
             self.report.recoveries.append(
                 f"user {user.name}: a rotation of key {lifecycle.rotation.old_key_id} was "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from keyrotation import logs
 from keyrotation.aws.credential_report import CredentialReport, ReportedUser
@@ -21,8 +21,11 @@ log = logging.getLogger(__name__)
 
 REPORT = "report"
 PER_USER = "per-user"
-# A user and whether to read its live state (keys, last use, records) and decide on that.
-Listed = tuple[User, bool]
+# What the report says of each of a user's keys: its last use, by the key's creation time.
+ReportedLastUse = dict[datetime, datetime | None]
+# A user, whether to read its live state (keys, last use, records) and decide on that, and
+# the report's last use of its keys (None on the per-user path).
+Listed = tuple[User, bool, ReportedLastUse | None]
 
 
 def users_to_scan(
@@ -69,9 +72,13 @@ def _reported_users(
 ) -> Iterator[Listed]:
     for reported in report.users:
         user = User(reported.name, reported.arn, reported.path)
-        yield user, needs_live_read(reported, periods, now, reported.name in forced)
+        last_use = {
+            key.created.astimezone(UTC).replace(microsecond=0): key.last_used
+            for key in reported.keys
+        }
+        yield user, needs_live_read(reported, periods, now, reported.name in forced), last_use
 
 
 def _every_user(iam: IamAccount) -> Iterator[Listed]:
     for user in iam.users():
-        yield user, True
+        yield user, True, None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import boto3
 from botocore.exceptions import ClientError
@@ -64,18 +64,27 @@ class IamAccount:
         return read_credential_report(self._iam)
 
     @requires(MEMBER, "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed")
-    def access_keys(self, user: str) -> list[AccessKey]:
+    def access_keys(
+        self, user: str, reported_last_use: Mapping[datetime, datetime | None] | None = None
+    ) -> list[AccessKey]:
+        """The user's keys with their last use. Where the credential report already told a
+        key's last use (matched by creation time), an audit run takes it from there."""
         with _user_gone(user):
             listed = self._iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
-            return [self._with_last_use(key) for key in listed]
+            return [self._with_last_use(key, reported_last_use or {}) for key in listed]
 
-    def _with_last_use(self, key: dict) -> AccessKey:
-        used = self._iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+    def _with_last_use(self, key: dict, reported: Mapping[datetime, datetime | None]) -> AccessKey:
+        created = key["CreateDate"].astimezone(UTC).replace(microsecond=0)
+        if created in reported:
+            last_used = reported[created]
+        else:
+            used = self._iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+            last_used = used.get("AccessKeyLastUsed", {}).get("LastUsedDate")
         return AccessKey(
             key_id=key["AccessKeyId"],
             status=KeyStatus(key["Status"]),
             created=key["CreateDate"],
-            last_used=used.get("AccessKeyLastUsed", {}).get("LastUsedDate"),
+            last_used=last_used,
         )
 
     @requires(MEMBER, "iam:ListUserTags")
