@@ -7,10 +7,6 @@ the one-line message. After each row the test checks that the account's keys are
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from keyrotation.errors import InputError, TemplateError
@@ -18,6 +14,7 @@ from keyrotation.handlers import entrypoints
 from keyrotation.notify.render import load_local, template_s3_key
 from keyrotation.settings import load_settings
 from tests.orgs import KeySpec, UserSpec, keys_of
+from tests.test_cli import cli
 from tests.test_handlers import stack_environment
 
 GOOD_VALUES = {
@@ -143,20 +140,6 @@ def _feed(org, monkeypatch, where, given) -> str:
 
 def _cli(org, args) -> str:
     credentials = org.session.get_credentials().get_frozen_credentials()
-    env = dict(
-        os.environ,
-        COLUMNS="200",
-        AWS_ACCESS_KEY_ID=credentials.access_key,
-        AWS_SECRET_ACCESS_KEY=credentials.secret_key,
-        AWS_SESSION_TOKEN=credentials.token,
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "keyrotation", *args, "--outbox", str(org.outbox)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = cli(*args, "--outbox", str(org.outbox), credentials=credentials)
     assert result.returncode == 2, result.stdout + result.stderr
     return result.stderr.strip()

@@ -18,6 +18,7 @@ from keyrotation.aws.advice import explain
 from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.lock import AccountBusy, AccountLock
 from keyrotation.aws.organizations import list_accounts
+from keyrotation.aws.records import Lifecycle
 from keyrotation.aws.secrets import SecretStore
 from keyrotation.aws.session import assume_role, partition_of
 from keyrotation.aws.sts import KeyChecker
@@ -38,7 +39,7 @@ from keyrotation.policy import decide
 from keyrotation.reasons import Reason
 from keyrotation.report import AccountReport, Outcome, RunReport, Status
 from keyrotation.rotation import Rotator
-from keyrotation.scan import users_to_scan
+from keyrotation.scan import ReportedLastUse, users_to_scan
 from keyrotation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -297,7 +298,9 @@ class _AccountRun:
                 f"{self.account.account_id}; nothing was changed"
             )
 
-    def _read(self, user: User, reported_last_use=None) -> tuple[list[AccessKey], object]:
+    def _read(
+        self, user: User, reported_last_use: ReportedLastUse | None = None
+    ) -> tuple[list[AccessKey], Lifecycle]:
         try:
             keys = self.iam.access_keys(user.name, reported_last_use)
             return keys, self.iam.lifecycle(user.name)
@@ -306,16 +309,16 @@ class _AccountRun:
                 f"its keys could not be read, so nothing was changed: {explain(exc)}"
             ) from exc
 
-    def _user(self, user: User, reported_last_use=None) -> None:
+    def _user(self, user: User, reported_last_use: ReportedLastUse | None = None) -> None:
         forced = user.name in self.context.forced_users
         enforce = self.context.mode is Mode.ENFORCE
         keys, lifecycle = self._read(user, reported_last_use)
-        if not enforce and lifecycle.rotation is not None:
+        if lifecycle.rotation is not None and not enforce:
             self.report.recoveries.append(
                 f"user {user.name}: a rotation of key {lifecycle.rotation.old_key_id} was "
                 "interrupted; the next enforce run finishes it or takes its new key back"
             )
-        if enforce and lifecycle.rotation is not None:
+        elif lifecycle.rotation is not None:
             note = self.rotator.resume(user, keys, lifecycle)
             self.report.recoveries.append(f"user {user.name}: {note}")
             self._log("rotation resumed", user.name, logging.WARNING, detail=note)

@@ -40,7 +40,7 @@ class Rotator:
 
     def rotate(self, user: User, old: AccessKey, record: KeyRecord) -> str:
         """Replace `old`; the old key itself is never touched here. Returns what was done."""
-        if len(self.iam.access_keys(user.name)) >= 2:
+        if len(self.iam.key_ids(user.name)) >= 2:
             raise RotationError("the user already has two keys; no key was created")
         if not user.user_id:
             # The credential report names users without their unique id; the secret needs it.
@@ -116,7 +116,7 @@ class Rotator:
         self, user: str, old_key_id: str, record: KeyRecord, replaced: date, new_key_id: str
     ) -> None:
         """Record the replacement (warnings start afresh) and the new key's day; clear the mark."""
-        present = {k.key_id for k in self.iam.access_keys(user)}
+        present = self.iam.key_ids(user)
         if old_key_id in present:
             self.iam.write_record(
                 user, old_key_id, replace(record, replaced=replaced, warned=frozenset())
