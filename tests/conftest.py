@@ -9,6 +9,7 @@ import pytest
 
 from keyrotation.emulator.server import running_emulator
 from tests.faults import Faults, patch_product_clients
+from tests.mailserver import Certificates, make_certificates
 from tests.orgs import OrgBuilder
 
 
@@ -59,3 +60,12 @@ def iam_hooks(monkeypatch) -> list:
 def _history_in_tmp(monkeypatch, tmp_path) -> None:
     """CLI runs in tests append their history here, never to the user's home."""
     monkeypatch.setenv("KEYROTATION_HISTORY", str(tmp_path / "cli-history.jsonl"))
+
+
+@pytest.fixture
+def certificates(tmp_path, monkeypatch) -> Certificates:
+    """A test CA and a server certificate for 127.0.0.1, trusted through SSL_CERT_FILE as an
+    operator trusts a private CA, for the local SMTP server of tests/mailserver.py."""
+    made = make_certificates(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(made.ca_file))
+    return made

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from keyrotation import packaging
 from keyrotation.emulator.sample import SampleAccount
 from keyrotation.handlers import entrypoints, lambda_handlers
 from keyrotation.settings import NAMES, Settings, load_settings, validate_settings
+from tests.mailserver import HOST, PASSWORD, USER, Mailbox, smtp_server
 from tests.orgs import ADMIN, KeySpec, OrgBuilder, UserSpec, keys_of, secret_of
 from tests.test_deploy_templates import DEPLOY
 from tests.test_handlers import LambdaInvokes, job
@@ -145,6 +147,11 @@ SETTINGS = {
     "ListPageSize": "50",
     "ScanMethod": "per-user",
     "MaxConcurrentAccounts": "3",
+    # The notifier sends through the test's SMTP server; its port is added by the fixture.
+    "SMTPHost": HOST,
+    "SMTPSecurity": "tls",
+    "SMTPUserParamName": "/keyrotation/smtp/user",
+    "SMTPPasswordParamName": "/keyrotation/smtp/password",
 }
 
 
@@ -158,6 +165,7 @@ class Deployment:
     functions: dict[str, dict[str, Any]]
     roles: dict[str, str]
     invokes: LambdaInvokes
+    mailbox: Mailbox
 
     def environment(self, function: str) -> dict[str, str]:
         variables = self.functions[function]["Environment"]["Variables"]
@@ -202,7 +210,13 @@ def sync(folder: Path, session: boto3.Session, bucket: str) -> None:
 
 
 @pytest.fixture
-def deployment(org: OrgBuilder, tmp_path, monkeypatch) -> Deployment:
+def mailbox(certificates) -> Iterator[Mailbox]:
+    with smtp_server(certificates, "tls") as received:
+        yield received
+
+
+@pytest.fixture
+def deployment(org: OrgBuilder, tmp_path, monkeypatch, mailbox) -> Deployment:
     security = org.account(name="security")
     workload = org.account(
         [
@@ -226,6 +240,9 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch) -> Deployment:
     security.session.client("s3").create_bucket(Bucket=bucket)
     sync(dist, security.session, bucket)
     security.session.client("ses").verify_email_identity(EmailAddress=ADMIN)
+    ssm = security.session.client("ssm")
+    ssm.put_parameter(Name=SETTINGS["SMTPUserParamName"], Value=USER, Type="String")
+    ssm.put_parameter(Name=SETTINGS["SMTPPasswordParamName"], Value=PASSWORD, Type="SecureString")
 
     # The order of the README's deployment section: main stack, management role, member roles.
     management_role = (
@@ -233,6 +250,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch) -> Deployment:
     )
     parameters = {
         **SETTINGS,
+        "SMTPPort": str(mailbox.port),
         "OrganizationalUnitId": root,
         "S3BucketName": bucket,
         "S3BucketPrefix": PREFIX,
@@ -286,6 +304,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch) -> Deployment:
         functions,
         ids,
         invokes,
+        mailbox,
     )
 
 
@@ -378,17 +397,20 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     assert f"to be deactivated on {deactivation}" in report["outcomes"][0]["detail"]
     assert len(keys_of(workload, "bob")) == 1 and len(keys_of(workload, "carol")) == 1
 
-    # Then the notifier sends the account's email through SES, from the admin address.
+    # Then the notifier sends the account's email through the SMTP server, from the admin
+    # address, logging in with the SSM parameters.
     (payload,) = invokes.to(notifier_function)
     assert payload["email_template"] == SETTINGS["EmailTemplateEnforce"]
     deployment.run_as("NotifierFunction", monkeypatch)
     assert lambda_handlers.notifier(payload, None) == {"status": "sent"}
 
-    (email,) = ses_backends[deployment.security.account_id]["us-east-1"].sent_messages
-    assert email.source == ADMIN
-    assert email.destinations["ToAddresses"] == [workload.email]
-    assert workload.account_id in email.subject
-    assert old_alice in email.body
+    (email,) = deployment.mailbox.messages
+    assert deployment.mailbox.logins == [(USER, True)]
+    assert email["From"] == ADMIN
+    assert deployment.mailbox.recipients == [[workload.email]]
+    assert workload.account_id in email["Subject"]
+    assert old_alice in email.get_body(("html",)).get_content()
+    assert not ses_backends[deployment.security.account_id]["us-east-1"].sent_messages
 
     # And ForceRotate rotates bob's young key on demand.
     deployment.run_as("RotationFunction", monkeypatch)
@@ -408,6 +430,7 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     )
     for user in ("alice", "bob"):
         assert secret_of(workload, user)["SecretAccessKey"] not in log
+    assert PASSWORD not in log
 
 
 def granted_by(iam, role: str) -> set[str]:

@@ -137,12 +137,36 @@ def test_the_notifier_may_read_exactly_the_template_keys_it_reads():
         s
         for p in role["Policies"]
         for s in p["PolicyDocument"]["Statement"]
-        if s["Action"] == "s3:GetObject"
+        if s.get("Action") == "s3:GetObject"  # a conditional statement is an Fn::If
     ]
     folder = template_s3_key("${S3BucketPrefix}", "name.html").removesuffix("name.html")
 
     assert read["Resource"] == {
         "Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{S3BucketName}}/{folder}*"
+    }
+
+
+def test_the_notifier_may_read_the_two_smtp_parameters_only_when_they_are_set():
+    main = template("main.yaml")
+    role = main["Resources"]["NotifierRole"]["Properties"]
+    conditional = [
+        s["Fn::If"]
+        for p in role["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        if "Fn::If" in s
+    ]
+    ssm = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+    arns = [{"Fn::Sub": f"{ssm}${{{n}}}"} for n in ("SMTPUserParamName", "SMTPPasswordParamName")]
+
+    assert [(c, s["Action"], o) for c, s, o in conditional] == [
+        ("LogInToSMTP", "ssm:GetParameter", {"Ref": "AWS::NoValue"}),
+        ("LogInToSMTP", "kms:Decrypt", {"Ref": "AWS::NoValue"}),
+    ]
+    (read, decrypt) = (statement for _, statement, _ in conditional)
+    assert read["Resource"] == arns
+    assert decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"] == arns
+    assert main["Conditions"]["LogInToSMTP"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SMTPPasswordParamName"}, ""]}]
     }
 
 

@@ -90,6 +90,11 @@ def stack_environment(**values: str) -> dict[str, str]:
         "ListPageSize": "",
         "ScanMethod": "report",
         "MaxConcurrentAccounts": "4",
+        "SMTPHost": "",
+        "SMTPPort": "587",
+        "SMTPSecurity": "starttls",
+        "SMTPUserParamName": "",
+        "SMTPPasswordParamName": "",
     }
     assert set(settings) == set(NAMES)
     return {

@@ -30,7 +30,7 @@ from keyrotation.model import ActionKind, Mode
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
-from keyrotation.notify.senders import OutboxSender, SesSender
+from keyrotation.notify.senders import OutboxSender, mail_sender
 from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import Notifier, RunContext, run_organization
 from keyrotation.report import RunReport
@@ -96,7 +96,7 @@ def run(
         typer.Option("--set", metavar="NAME=VALUE", help="Override a setting (repeatable)."),
     ] = [],  # noqa: B006
     outbox: Annotated[
-        Path | None, typer.Option(help="Write emails as .html files here instead of SES.")
+        Path | None, typer.Option(help="Write emails as .html files here instead of sending them.")
     ] = None,
     template_dir: Annotated[
         Path | None, typer.Option(help="Folder of email templates that overrides the defaults.")
@@ -347,7 +347,7 @@ def local_notifier(
     sender = (
         OutboxSender(outbox, settings.AdminEmailAddress)
         if outbox
-        else SesSender(session, settings.AdminEmailAddress)
+        else mail_sender(session, settings)
     )
 
     def send(notification: Notification) -> str:

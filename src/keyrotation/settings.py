@@ -32,6 +32,9 @@ from keyrotation.model import Mode, Periods
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+", re.ASCII)
 TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 IAM_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
+HOST_NAME = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+# A hierarchical SSM parameter name; the leading slash makes its ARN `...:parameter/<name>`.
+SSM_PARAMETER_NAME = r"^/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 
 
 def _check_email(value: str) -> str:
@@ -68,6 +71,14 @@ class Settings(BaseModel):
     ScanMethod: Literal["report", "per-user"] = "report"
     # IAM and STS throttle per account and per caller; a few accounts at once stay well below.
     MaxConcurrentAccounts: int = Field(4, ge=1, le=32)
+    # SMTP instead of SES: mail goes to SMTPHost over TLS, logging in with the user name and
+    # password read from these SSM parameters at send time. Empty SMTPHost: SES.
+    SMTPHost: str | None = Field(None, pattern=HOST_NAME, max_length=253)
+    SMTPPort: int = Field(587, ge=1, le=65535)
+    # "starttls" upgrades a plain connection (port 587); "tls" speaks TLS from the start (465).
+    SMTPSecurity: Literal["starttls", "tls"] = "starttls"
+    SMTPUserParamName: str | None = Field(None, pattern=SSM_PARAMETER_NAME, max_length=1011)
+    SMTPPasswordParamName: str | None = Field(None, pattern=SSM_PARAMETER_NAME, max_length=1011)
 
     @field_validator("DryRunFlag", mode="before")
     @classmethod
@@ -115,7 +126,16 @@ class Settings(BaseModel):
                 f"({self.InactivePeriod} + {self.RecoveryGracePeriod} >= "
                 f"2 x {self.RotationPeriod}), or a replaced key would outlive its replacement",
             )
+        self._check_smtp()
         return self
+
+    def _check_smtp(self) -> None:
+        user, password = self.SMTPUserParamName, self.SMTPPasswordParamName
+        if (user is None) != (password is None):
+            missing = "SMTPPasswordParamName" if password is None else "SMTPUserParamName"
+            raise _CycleError(missing, "must be set too: the SMTP login needs both parameters")
+        if user is not None and self.SMTPHost is None:
+            raise _CycleError("SMTPHost", "must be set when the SMTP parameters are")
 
     @property
     def mode(self) -> Mode:

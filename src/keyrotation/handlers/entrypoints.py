@@ -26,7 +26,7 @@ from keyrotation.model import Account
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
 from keyrotation.notify.render import load_local
-from keyrotation.notify.senders import SesSender
+from keyrotation.notify.senders import mail_sender
 from keyrotation.notify.unsent import BucketStore, UnsentStore
 from keyrotation.permissions import INVENTORY, ROTATION, requires
 from keyrotation.pipeline import Notifier, RunContext, run_account, select_accounts
@@ -119,7 +119,7 @@ def rotate_account(
 def notify(
     event: Any, session: boto3.Session | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Render the template named in the event and send it through SES."""
+    """Render the template named in the event and send it through SES or SMTPHost."""
     request: NotifyEvent = parse(NotifyEvent, event)
     environ = os.environ if environ is None else environ
     session = session or base_session()
@@ -131,7 +131,7 @@ def notify(
         values=request.template_values.model_dump(),
     )
     source = _template(session, environ, request.email_template)
-    status = deliver(notification, source, SesSender(session, settings.AdminEmailAddress))
+    status = deliver(notification, source, mail_sender(session, settings))
     return {"status": status}
 
 

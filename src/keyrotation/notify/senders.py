@@ -1,4 +1,4 @@
-"""Where rendered emails go: SES, or an outbox folder for local runs."""
+"""Where rendered emails go: SES, an SMTP server, or an outbox folder for local runs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from keyrotation import logs
 from keyrotation.aws.session import client
 from keyrotation.errors import NotificationError
+from keyrotation.notify.smtp import SmtpSender
 from keyrotation.permissions import NOTIFIER, requires
+from keyrotation.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def mail_sender(session: boto3.Session, settings: Settings) -> SesSender | SmtpSender:
+    """The SMTP server when SMTPHost is set, SES otherwise."""
+    if settings.SMTPHost is not None:
+        return SmtpSender(session, settings)
+    return SesSender(session, settings.AdminEmailAddress)
 
 
 class SesSender:
