@@ -33,7 +33,7 @@ def rotation(event: Any, context: Any) -> dict[str, Any]:
 
 
 def notifier(event: Any, context: Any) -> dict[str, Any]:
-    """Render the event's template from the bucket and send the email through SES."""
+    """Render the event's template from the bucket and send the email through SES or SMTP."""
     return _handle("notifier", entrypoints.notify, event)
 
 
