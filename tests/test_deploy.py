@@ -240,6 +240,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch, mailbox) -> Deployment:
     security.session.client("s3").create_bucket(Bucket=bucket)
     sync(dist, security.session, bucket)
     security.session.client("ses").verify_email_identity(EmailAddress=ADMIN)
+    network = private_network(security.session)
     ssm = security.session.client("ssm")
     ssm.put_parameter(Name=SETTINGS["SMTPUserParamName"], Value=USER, Type="String")
     ssm.put_parameter(Name=SETTINGS["SMTPPasswordParamName"], Value=PASSWORD, Type="SecureString")
@@ -260,6 +261,9 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch, mailbox) -> Deployment:
         "OrgManagementRoleArn": management_role,
         "DailySchedule": "cron(30 5 * * ? *)",
         "LogRetentionInDays": "400",
+        "RunLambdaInVPC": "true",
+        "SubnetIds": ",".join(network.subnets),
+        "SecurityGroupIds": network.security_group,
     }
     main = create_stack(security.session, "keyrotation", "main.yaml", **parameters)
     reader = create_stack(
@@ -351,6 +355,89 @@ def test_deployed_roles_grant_exactly_the_declared_actions(deployment):
     )
 
 
+def test_with_run_lambda_in_vpc_every_function_runs_in_the_subnets(deployment):
+    subnets = deployment.parameters["SubnetIds"].split(",")
+    security_groups = [deployment.parameters["SecurityGroupIds"]]
+
+    for name, function in deployment.functions.items():
+        assert function["VpcConfig"]["SubnetIds"] == subnets, name
+        assert function["VpcConfig"]["SecurityGroupIds"] == security_groups, name
+
+
+@pytest.mark.parametrize(
+    ("region", "optional", "expected"),
+    [
+        (
+            "us-east-1",
+            "true",
+            {
+                "com.amazonaws.us-east-1.sts",
+                "com.amazonaws.us-east-1.secretsmanager",
+                "com.amazonaws.us-east-1.lambda",
+                "com.amazonaws.us-east-1.organizations",
+                "com.amazonaws.iam",
+                "com.amazonaws.us-east-1.email-smtp",
+                "com.amazonaws.us-east-1.ssm",
+                "com.amazonaws.us-east-1.sns",
+                "com.amazonaws.us-east-1.s3",
+            },
+        ),
+        (
+            "eu-west-1",
+            "false",
+            {
+                "com.amazonaws.eu-west-1.sts",
+                "com.amazonaws.eu-west-1.secretsmanager",
+                "com.amazonaws.eu-west-1.lambda",
+                "com.amazonaws.eu-west-1.s3",
+            },
+        ),
+    ],
+)
+def test_the_endpoints_stack_makes_each_endpoint_the_region_offers(org, region, optional, expected):
+    security = org.account(name="security")
+    credentials = security.session.get_credentials().get_frozen_credentials()
+    session = boto3.Session(
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.token,
+        region_name=region,
+    )
+    network = private_network(session)
+
+    stack = create_stack(
+        session,
+        "keyrotation-endpoints",
+        "vpc-endpoints.yaml",
+        VpcId=network.vpc,
+        SubnetIds=",".join(network.subnets),
+        RouteTableIds=network.route_table,
+        FunctionSecurityGroupId=network.security_group,
+        CreateSMTPEndpoints=optional,
+        CreateSNSEndpoint=optional,
+    )
+
+    ec2 = session.client("ec2")
+    endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert {e["ServiceName"] for e in endpoints} == expected
+    for endpoint in endpoints:
+        assert endpoint["VpcId"] == network.vpc
+        if endpoint["VpcEndpointType"] == "Gateway":
+            assert endpoint["RouteTableIds"] == [network.route_table]
+        else:
+            assert sorted(endpoint["SubnetIds"]) == sorted(network.subnets)
+            assert endpoint["PrivateDnsEnabled"] is True
+    (group,) = [o["OutputValue"] for o in stack["Outputs"]]
+    (described,) = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
+    sources = {
+        (rule["FromPort"], pair["GroupId"])
+        for rule in described["IpPermissions"]
+        for pair in rule["UserIdGroupPairs"]
+    }
+    ports = {443, 587, 465} if optional == "true" else {443}
+    assert sources == {(port, network.security_group) for port in ports}
+
+
 def test_failed_jobs_land_in_the_queue_and_the_schedule_starts_the_inventory(deployment):
     """These resources are made by the models above, from the template's resolved properties."""
     client = deployment.security.session.client("lambda")
@@ -431,6 +518,34 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     for user in ("alice", "bob"):
         assert secret_of(workload, user)["SecretAccessKey"] not in log
     assert PASSWORD not in log
+
+
+@dataclass
+class Network:
+    vpc: str
+    subnets: list[str]
+    route_table: str
+    security_group: str
+
+
+def private_network(session: boto3.Session) -> Network:
+    """A VPC with two subnets, their route table, and the functions' security group."""
+    ec2 = session.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{n}.0/24", AvailabilityZone=zone)["Subnet"][
+            "SubnetId"
+        ]
+        for n, zone in enumerate(zones[:2])
+    ]
+    route_table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    for subnet in subnets:
+        ec2.associate_route_table(RouteTableId=route_table, SubnetId=subnet)
+    group = ec2.create_security_group(
+        GroupName="keyrotation-functions", Description="keyrotation functions", VpcId=vpc
+    )["GroupId"]
+    return Network(vpc, subnets, route_table, group)
 
 
 def granted_by(iam, role: str) -> set[str]:

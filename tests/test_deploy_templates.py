@@ -20,11 +20,12 @@ from cfnlint.decode.cfn_yaml import load
 
 from keyrotation import packaging
 from keyrotation.handlers import entrypoints
+from keyrotation.handlers.lambda_handlers import VPC_ACTIONS
 from keyrotation.notify.render import template_s3_key
 from keyrotation.settings import NAMES, Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-TEMPLATES = ("main.yaml", "member-role.yaml", "management-role.yaml")
+TEMPLATES = ("main.yaml", "member-role.yaml", "management-role.yaml", "vpc-endpoints.yaml")
 
 # Each function of the main stack, and what it reads from its environment besides the settings.
 FUNCTIONS = {
@@ -44,6 +45,9 @@ DEPLOYMENT_PARAMETERS = {
     "AWSOrgID": "the rotation role's condition on the member roles",
     "DailySchedule": "the schedule's expression",
     "LogRetentionInDays": "the log groups' retention",
+    "RunLambdaInVPC": "the functions' VpcConfig",
+    "SubnetIds": "the functions' VpcConfig",
+    "SecurityGroupIds": "the functions' VpcConfig",
 }
 
 
@@ -153,7 +157,7 @@ def test_the_notifier_may_read_the_two_smtp_parameters_only_when_they_are_set():
         s["Fn::If"]
         for p in role["Policies"]
         for s in p["PolicyDocument"]["Statement"]
-        if "Fn::If" in s
+        if "Fn::If" in s and s["Fn::If"][0] == "LogInToSMTP"
     ]
     ssm = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
     arns = [{"Fn::Sub": f"{ssm}${{{n}}}"} for n in ("SMTPUserParamName", "SMTPPasswordParamName")]
@@ -168,6 +172,39 @@ def test_the_notifier_may_read_the_two_smtp_parameters_only_when_they_are_set():
     assert main["Conditions"]["LogInToSMTP"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "SMTPPasswordParamName"}, ""]}]
     }
+
+
+def test_in_a_vpc_every_function_gets_the_subnets_and_its_role_may_manage_their_interfaces():
+    main = template("main.yaml")
+    eni_statements = {
+        role: [
+            s["Fn::If"]
+            for p in main["Resources"][role]["Properties"]["Policies"]
+            for s in p["PolicyDocument"]["Statement"]
+            if "Fn::If" in s and s["Fn::If"][0] == "InVPC"
+        ]
+        for role in ("InventoryRole", "RotationRole", "NotifierRole")
+    }
+
+    for function in FUNCTIONS:
+        properties = main["Resources"][function]["Properties"]
+        assert properties["VpcConfig"] == {
+            "Fn::If": [
+                "InVPC",
+                {
+                    "SubnetIds": {"Ref": "SubnetIds"},
+                    "SecurityGroupIds": {"Ref": "SecurityGroupIds"},
+                },
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+        (statement,) = eni_statements[properties["Role"]["Fn::GetAtt"][0]]
+        assert statement[2] == {"Ref": "AWS::NoValue"}
+        assert set(statement[1]["Action"]) == VPC_ACTIONS
+    assert main["Parameters"]["RunLambdaInVPC"]["Default"] == "false"
+    assert {"Fn::Equals": [{"Ref": "RunLambdaInVPC"}, "true"]} in main["Conditions"]["InVPC"][
+        "Fn::And"
+    ]
 
 
 def test_failed_jobs_go_to_the_queue_after_retries():

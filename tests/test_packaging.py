@@ -37,6 +37,7 @@ def test_layout_is_ready_for_s3_sync_at_the_keys_the_stack_reads(tmp_path):
             f"{PREFIX}/CloudFormation/main.yaml",
             f"{PREFIX}/CloudFormation/management-role.yaml",
             f"{PREFIX}/CloudFormation/member-role.yaml",
+            f"{PREFIX}/CloudFormation/vpc-endpoints.yaml",
             template_s3_key(PREFIX, "audit.html"),
             template_s3_key(PREFIX, "enforce.html"),
             built.lambda_key,

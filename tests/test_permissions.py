@@ -19,7 +19,7 @@ from keyrotation import permissions
 from keyrotation.aws import records
 from keyrotation.aws.lock import LOCK_NAME, AccountLock
 from keyrotation.aws.secrets import secret_name
-from keyrotation.handlers.lambda_handlers import RUNTIME_ACTIONS
+from keyrotation.handlers.lambda_handlers import RUNTIME_ACTIONS, VPC_ACTIONS
 from keyrotation.notify.unsent import BucketStore
 from keyrotation.permissions import INVENTORY, MEMBER, NOTIFIER, ROTATION, actions_for
 from tests.test_deploy_templates import template
@@ -35,9 +35,9 @@ ORGANIZATION_ACTIONS = frozenset(
 # Which role of which template runs the code of which permissions role, and what it must grant.
 ROLES = {
     ("member-role.yaml", "MemberRole"): actions_for(MEMBER),
-    ("main.yaml", "InventoryRole"): actions_for(INVENTORY) | RUNTIME_ACTIONS,
-    ("main.yaml", "RotationRole"): actions_for(ROTATION) | RUNTIME_ACTIONS,
-    ("main.yaml", "NotifierRole"): actions_for(NOTIFIER) | RUNTIME_ACTIONS,
+    ("main.yaml", "InventoryRole"): actions_for(INVENTORY) | RUNTIME_ACTIONS | VPC_ACTIONS,
+    ("main.yaml", "RotationRole"): actions_for(ROTATION) | RUNTIME_ACTIONS | VPC_ACTIONS,
+    ("main.yaml", "NotifierRole"): actions_for(NOTIFIER) | RUNTIME_ACTIONS | VPC_ACTIONS,
     # Not our code: EventBridge Scheduler starts the inventory and reports undelivered runs.
     ("main.yaml", "SchedulerRole"): frozenset({"lambda:InvokeFunction", "sqs:SendMessage"}),
     # The part of the inventory's code that runs in the management account.

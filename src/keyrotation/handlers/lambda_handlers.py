@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 # function's logs, and sending a failed event to the failed-jobs queue. The stack grants these
 # to every function role beside the actions the code declares with `requires`.
 RUNTIME_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"})
+# Made by Lambda with each function's role when RunLambdaInVPC is true: the function's network
+# interfaces in its subnets (the actions of AWSLambdaVPCAccessExecutionRole besides logs).
+VPC_ACTIONS = frozenset(
+    {
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    }
+)
 
 
 def inventory(event: Any, context: Any) -> dict[str, Any]:
