@@ -17,6 +17,7 @@ from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import RunContext, run_organization
 from tests.mailserver import HOST, PASSWORD, USER, make_certificates, smtp_server
 from tests.orgs import ADMIN, KeySpec, UserSpec, keys_of
+from tests.test_cli import cli
 from tests.test_handlers import stack_environment
 
 USER_PARAMETER = "/keyrotation/smtp/user"
@@ -211,3 +212,32 @@ def test_the_notifier_function_sends_over_smtp_when_smtp_host_is_set(
 
 def test_without_smtp_host_mail_goes_through_ses(org):
     assert isinstance(mail_sender(org.session, org.settings()), SesSender)
+
+
+def test_the_command_line_sends_over_smtp_without_outbox(org, certificates, login):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    credentials = org.session.get_credentials().get_frozen_credentials()
+
+    with smtp_server(certificates, "starttls") as mailbox:
+        result = cli(
+            "run",
+            "--enforce",
+            "--account",
+            account.account_id,
+            "--set",
+            f"AdminEmailAddress={ADMIN}",
+            "--set",
+            f"SMTPHost={HOST}",
+            "--set",
+            f"SMTPPort={mailbox.port}",
+            "--set",
+            f"SMTPUserParamName={USER_PARAMETER}",
+            "--set",
+            f"SMTPPasswordParamName={PASSWORD_PARAMETER}",
+            credentials=credentials,
+        )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (message,) = mailbox.messages
+    assert message["To"] == account.email
+    assert PASSWORD not in result.stdout + result.stderr
