@@ -145,6 +145,9 @@ SETTINGS = {
     "ListPageSize": "50",
     "ScanMethod": "per-user",
     "MaxConcurrentAccounts": "3",
+    "ResourceOwnerTag": "team-email",
+    # The deployment fixture makes the topic in the security account and puts its ARN here.
+    "SummaryTopicArn": "arn:aws:sns:us-east-1:000000000000:kr-summaries",
 }
 
 
@@ -226,6 +229,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch) -> Deployment:
     security.session.client("s3").create_bucket(Bucket=bucket)
     sync(dist, security.session, bucket)
     security.session.client("ses").verify_email_identity(EmailAddress=ADMIN)
+    topic = security.session.client("sns").create_topic(Name="kr-summaries")["TopicArn"]
 
     # The order of the README's deployment section: main stack, management role, member roles.
     management_role = (
@@ -242,6 +246,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch) -> Deployment:
         "OrgManagementRoleArn": management_role,
         "DailySchedule": "cron(30 5 * * ? *)",
         "LogRetentionInDays": "400",
+        "SummaryTopicArn": topic,
     }
     main = create_stack(security.session, "keyrotation", "main.yaml", **parameters)
     reader = create_stack(
@@ -366,9 +371,21 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     (workload_job,) = [j for j in invokes.to(rotation_function) if j == job(workload)]
 
     # When the workload account's job runs: alice's 95-day key is rotated, bob's is young,
-    # carol is exempt.
+    # carol is exempt; its summary goes to the stack's topic.
+    sqs = deployment.security.session.client("sqs")
+    queue = sqs.create_queue(QueueName="kr-summaries")["QueueUrl"]
+    deployment.security.session.client("sns").subscribe(
+        TopicArn=deployment.parameters["SummaryTopicArn"],
+        Protocol="sqs",
+        Endpoint=sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"],
+    )
     deployment.run_as("RotationFunction", monkeypatch)
     report = lambda_handlers.rotation(workload_job, None)
+    (published,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    summary = json.loads(json.loads(published["Body"])["Message"])
+    assert (summary["account_id"], summary["mode"]) == (workload.account_id, "enforce")
 
     assert report["mode"] == "enforce" and not report["failed"], report["errors"]
     assert [(o["user"], o["action"]) for o in report["outcomes"]] == [("alice", "ROTATE")]

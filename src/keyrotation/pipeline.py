@@ -14,6 +14,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation import logs
+from keyrotation.aws import sns
 from keyrotation.aws.advice import explain
 from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.lock import AccountBusy, AccountLock
@@ -41,6 +42,7 @@ from keyrotation.report import AccountReport, Outcome, RunReport, Status
 from keyrotation.rotation import Rotator
 from keyrotation.scan import ReportedLastUse, users_to_scan
 from keyrotation.settings import Settings
+from keyrotation.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +215,8 @@ def run_account(
             "account failed with an internal error",
             extra={"kr_fields": {"account": account.account_id}},
         )
+    if context.settings.SummaryTopicArn:
+        _publish_summary(session, report, context)
     logs.event(
         log,
         "account finished",
@@ -224,6 +228,27 @@ def run_account(
         errors=len(report.errors),
     )
     return report
+
+
+def _publish_summary(session: boto3.Session, report: AccountReport, context: RunContext) -> None:
+    """With the caller's own session: the topic lives in the deployment's account. A publish
+    that fails is reported and undoes nothing."""
+    topic = context.settings.SummaryTopicArn
+    assert topic is not None
+    account = report.account.account_id
+    summary = summarize(report, context.run_id, context.now, context.dated)
+    try:
+        message_id = sns.publish(
+            session, topic, f"keyrotation {report.mode.value} summary of account {account}", summary
+        )
+    except AWS_ERRORS as exc:
+        report.errors.append(
+            f"account summary not published to {topic}: {exc}. Check that the topic exists "
+            "and that the stack's SummaryTopicArn names it; the run's changes stand."
+        )
+        logs.event(log, "summary not published", logging.ERROR, account=account, error=str(exc))
+        return
+    logs.event(log, "summary published", account=account, topic=topic, message_id=message_id)
 
 
 class _AccountRun:

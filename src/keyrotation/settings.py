@@ -32,6 +32,10 @@ from keyrotation.model import Mode, Periods
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+", re.ASCII)
 TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 IAM_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
+# A tag key IAM allows; the aws: and keyrotation: prefixes are refused by a validator.
+OWNER_TAG = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
+# A standard topic: a FIFO topic (name ending .fifo) would need a message group per publish.
+TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
 
 
 def _check_email(value: str) -> str:
@@ -68,6 +72,11 @@ class Settings(BaseModel):
     ScanMethod: Literal["report", "per-user"] = "report"
     # IAM and STS throttle per account and per caller; a few accounts at once stay well below.
     MaxConcurrentAccounts: int = Field(4, ge=1, le=32)
+    # Owner mails and account summaries for other tools: both off unless set.
+    # The user tag holding the email address of the team that owns the user.
+    ResourceOwnerTag: str | None = Field(None, pattern=OWNER_TAG)
+    # The SNS topic, in the deployment's account, that gets one JSON summary per account run.
+    SummaryTopicArn: str | None = Field(None, pattern=TOPIC_ARN)
 
     @field_validator("DryRunFlag", mode="before")
     @classmethod
@@ -86,6 +95,13 @@ class Settings(BaseModel):
     def _template(cls, value: str) -> str:
         if not TEMPLATE_NAME.fullmatch(value) or ".." in value:
             raise ValueError(f"{value!r} must be a plain file name, without folders")
+        return value
+
+    @field_validator("ResourceOwnerTag")
+    @classmethod
+    def _owner_tag(cls, value: str | None) -> str | None:
+        if value is not None and value.lower().startswith(("aws:", "keyrotation:")):
+            raise ValueError(f"{value!r} is a reserved tag key (aws: or keyrotation:)")
         return value
 
     @model_validator(mode="after")
