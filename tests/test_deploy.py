@@ -381,6 +381,10 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
             "Attributes"
         ]["QueueArn"],
     )
+    owner = "payments-team@example.com"
+    workload.session.client("iam").tag_user(
+        UserName="alice", Tags=[{"Key": SETTINGS["ResourceOwnerTag"], "Value": owner}]
+    )
     deployment.run_as("RotationFunction", monkeypatch)
     report = lambda_handlers.rotation(workload_job, None)
     (published,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
@@ -395,8 +399,15 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     assert f"to be deactivated on {deactivation}" in report["outcomes"][0]["detail"]
     assert len(keys_of(workload, "bob")) == 1 and len(keys_of(workload, "carol")) == 1
 
-    # Then the notifier sends the account's email through SES, from the admin address.
-    (payload,) = invokes.to(notifier_function)
+    # Then the notifier sends the account's email through SES, from the admin address; alice's
+    # owner gets a mail of its own about alice only.
+    payload, owner_payload = sorted(
+        invokes.to(notifier_function), key=lambda p: p["email"] != workload.email
+    )
+    assert owner_payload["email"] == owner and report["owner_mails"] == {
+        owner: f"handed to {notifier_function}"
+    }
+    assert [e["user"] for e in owner_payload["template_values"]["entries"]] == ["alice"]
     assert payload["email_template"] == SETTINGS["EmailTemplateEnforce"]
     deployment.run_as("NotifierFunction", monkeypatch)
     assert lambda_handlers.notifier(payload, None) == {"status": "sent"}

@@ -34,7 +34,8 @@ from keyrotation.errors import (
 )
 from keyrotation.history.event import HistoryEvent, HistorySink
 from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyRecord, Mode, User
-from keyrotation.notify.message import Notification, build, describe
+from keyrotation.notify.message import Notification, build, build_for_owner, describe
+from keyrotation.notify.owners import Ownership, decode_lines, encode_lines, journal_key, owner_of
 from keyrotation.notify.unsent import UnsentStore
 from keyrotation.policy import decide
 from keyrotation.reasons import Reason
@@ -265,6 +266,9 @@ class _AccountRun:
         checker = context.key_checker or KeyChecker(session.region_name or "us-east-1")
         self.rotator = Rotator(self.iam, self.secrets, checker, self.today)
         self.journal = context.unsent if context.mode is Mode.ENFORCE else None
+        self.owner_tag = self.settings.ResourceOwnerTag
+        self.ownership: dict[str, Ownership] = {}
+        self.owner_journal_used = False
 
     def scan(self) -> None:
         """Read the account's user list and exemptions whole before changing anything: a read
@@ -286,6 +290,10 @@ class _AccountRun:
         self._check_forced_users({user.name for user, *_ in users})
         if self.journal is not None:
             self.report.earlier = self.journal.load(self.account.account_id)
+        if self.journal is not None and self.owner_tag:
+            stored = self.journal.load(journal_key(self.account.account_id))
+            self.report.owner_earlier = decode_lines(stored)
+            self.owner_journal_used = bool(stored)
 
         audit = self.context.mode is Mode.AUDIT
         for user, read_live, reported_last_use in users:
@@ -328,11 +336,14 @@ class _AccountRun:
     ) -> tuple[list[AccessKey], Lifecycle]:
         try:
             keys = self.iam.access_keys(user.name, reported_last_use)
-            return keys, self.iam.lifecycle(user.name)
+            lifecycle = self.iam.lifecycle(user.name)
         except AWS_ERRORS as exc:
             raise _NotScanned(
                 f"its keys could not be read, so nothing was changed: {explain(exc)}"
             ) from exc
+        if self.owner_tag:
+            self.ownership[user.name] = owner_of(user.name, lifecycle.tags, self.owner_tag)
+        return keys, lifecycle
 
     def _user(self, user: User, reported_last_use: ReportedLastUse | None = None) -> None:
         forced = user.name in self.context.forced_users
@@ -443,9 +454,34 @@ class _AccountRun:
         )
         lines = [*self.report.earlier, *self._lines(), started]
         self.journal.save(self.account.account_id, lines)
+        owner = self.ownership[user.name].owner if user.name in self.ownership else None
+        if self.owner_tag and (owner or self.owner_journal_used):
+            by_owner = self._owner_lines()
+            if owner:
+                by_owner.setdefault(owner, []).append(started)
+            self.journal.save(journal_key(self.account.account_id), encode_lines(by_owner))
+            self.owner_journal_used = True
 
-    def _lines(self) -> list[str]:
-        return [f"{self.today}: {describe(o, self.report.mode)}" for o in self.report.outcomes]
+    def _lines(self, owner: str | None = None) -> list[str]:
+        return [
+            f"{self.today}: {describe(o, self.report.mode)}"
+            for o in self.report.outcomes
+            if owner is None or self._owner(o.user) == owner
+        ]
+
+    def _owner(self, user: str) -> str | None:
+        ownership = self.ownership.get(user)
+        return ownership.owner if ownership else None
+
+    def _owner_lines(self) -> dict[str, list[str]]:
+        """Per owner: what its mail has not told yet, and today's lines about its users."""
+        owners = {self._owner(o.user) for o in self.report.outcomes} | set(
+            self.report.owner_earlier
+        )
+        return {
+            owner: [*self.report.owner_earlier.get(owner, []), *self._lines(owner)]
+            for owner in sorted(o for o in owners if o)
+        }
 
     def _keep_records(
         self, user: str, keys: list[AccessKey], records: dict[str, KeyRecord]
@@ -471,11 +507,24 @@ class _AccountRun:
         return kept
 
     def notify(self, notifier: Notifier | None, partition: str) -> None:
+        """The account email, then each owner's. A warning is recorded as sent only when every
+        mail that carried it went out, so a failed mail's warnings are told again."""
+        if notifier is None:
+            return
+        if self.owner_tag:
+            self._assign_owners()
+        account_told = self._notify_account(notifier, partition)
+        owners_untold = self._notify_owners(notifier, partition) if self.owner_tag else set()
+        if account_told and self.context.mode is Mode.ENFORCE:
+            untold = {user for user, owner in self.report.owners.items() if owner in owners_untold}
+            self._remember_warnings(untold)
+
+    def _notify_account(self, notifier: Notifier, partition: str) -> bool:
         notification = build(
             self.report, self.settings, partition, self.context.now, self.context.dated
         )
-        if notification is None or notifier is None:
-            return
+        if notification is None:
+            return False
         try:
             self.report.notification = notifier(notification)
         except (NotificationError, TemplateError, *AWS_ERRORS) as exc:
@@ -486,17 +535,54 @@ class _AccountRun:
                 unsent = [*self.report.earlier, *self._lines()]
                 unsent += [f"{self.today}: Repaired: {n}" for n in self.report.recoveries]
                 self.journal.save(self.account.account_id, unsent)
-            return
+            return False
         if self.journal is not None:
             self.journal.clear(self.account.account_id)
-        if self.context.mode is Mode.ENFORCE:
-            self._remember_warnings()
+        return True
 
-    def _remember_warnings(self) -> None:
+    def _assign_owners(self) -> None:
+        """Each user in today's lines goes to its owner, or is listed as told the account."""
+        for user in dict.fromkeys(o.user for o in self.report.outcomes):
+            ownership = self.ownership.get(user)
+            if ownership is None:
+                self.report.owner_fallbacks.append(
+                    f"user {user}: owner tag not read; told the account email only"
+                )
+            elif ownership.owner is None:
+                self.report.owner_fallbacks.append(ownership.fallback)
+            elif ownership.owner != self.account.email.lower():
+                self.report.owners[user] = ownership.owner
+
+    def _notify_owners(self, notifier: Notifier, partition: str) -> set[str]:
+        """Send each owner its mail; the owners whose mail failed keep their lines."""
+        unsent: dict[str, list[str]] = {}
+        lines = self._owner_lines()
+        for owner in sorted(set(self.report.owners.values()) | set(self.report.owner_earlier)):
+            notification = build_for_owner(
+                self.report, owner, self.settings, partition, self.context.now, self.context.dated
+            )
+            if notification is None:
+                continue
+            try:
+                self.report.owner_mails[owner] = notifier(notification)
+            except (NotificationError, TemplateError, *AWS_ERRORS) as exc:
+                self.report.owner_mails[owner] = f"failed: {exc}"
+                self.report.errors.append(f"owner mail to {owner} failed: {explain(exc)}")
+                logs.event(log, "owner mail failed", logging.ERROR, account=self.account.account_id)
+                unsent[owner] = lines.get(owner, [])
+        if self.journal is not None and (unsent or self.owner_journal_used):
+            key = journal_key(self.account.account_id)
+            if unsent:
+                self.journal.save(key, encode_lines(unsent))
+            else:
+                self.journal.clear(key)
+        return set(unsent)
+
+    def _remember_warnings(self, untold: set[str]) -> None:
         """Record each sent warning on its key, so it is not sent again."""
         by_user: dict[str, list[Action]] = {}
         for outcome in self.report.outcomes:
-            if outcome.action.kind is ActionKind.WARN:
+            if outcome.action.kind is ActionKind.WARN and outcome.user not in untold:
                 by_user.setdefault(outcome.user, []).append(outcome.action)
         for user, warnings in by_user.items():
             try:
