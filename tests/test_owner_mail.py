@@ -83,6 +83,19 @@ def test_a_tag_value_with_markup_is_escaped_in_the_mail(org):
     assert "<img" not in whole
 
 
+def test_an_owner_whose_address_is_the_accounts_gets_one_mail(org):
+    account = org.account([UserSpec("ann", (KeySpec(95),))])
+    account.session.client("iam").tag_user(
+        UserName="ann", Tags=[{"Key": TAG, "Value": account.email.upper()}]
+    )
+
+    report = org.run([account], DryRunFlag=False, ResourceOwnerTag=TAG)
+
+    (result,) = report.accounts
+    assert [to for to, _ in org.sent] == [account.email]
+    assert (result.owner_mails, result.owner_fallbacks) == ({}, [])
+
+
 def test_without_the_setting_nobody_but_the_account_is_mailed(org):
     account = owned_account(org, {"ann": TEAM_A}, [UserSpec("ann", (KeySpec(95),))])
 

@@ -454,7 +454,7 @@ class _AccountRun:
         )
         lines = [*self.report.earlier, *self._lines(), started]
         self.journal.save(self.account.account_id, lines)
-        owner = self.ownership[user.name].owner if user.name in self.ownership else None
+        owner = self._owner(user.name)
         if self.owner_tag and (owner or self.owner_journal_used):
             by_owner = self._owner_lines()
             if owner:
@@ -470,8 +470,10 @@ class _AccountRun:
         ]
 
     def _owner(self, user: str) -> str | None:
+        """The user's owner address, unless it is the account's own: its email tells all."""
         ownership = self.ownership.get(user)
-        return ownership.owner if ownership else None
+        owner = ownership.owner if ownership else None
+        return owner if owner != self.account.email.lower() else None
 
     def _owner_lines(self) -> dict[str, list[str]]:
         """Per owner: what its mail has not told yet, and today's lines about its users."""
@@ -541,17 +543,14 @@ class _AccountRun:
         return True
 
     def _assign_owners(self) -> None:
-        """Each user in today's lines goes to its owner, or is listed as told the account."""
+        """Each user in today's lines goes to its owner, or is listed as told the account.
+        Every such user was read live, so its tags are known."""
         for user in dict.fromkeys(o.user for o in self.report.outcomes):
-            ownership = self.ownership.get(user)
-            if ownership is None:
-                self.report.owner_fallbacks.append(
-                    f"user {user}: owner tag not read; told the account email only"
-                )
-            elif ownership.owner is None:
-                self.report.owner_fallbacks.append(ownership.fallback)
-            elif ownership.owner != self.account.email.lower():
-                self.report.owners[user] = ownership.owner
+            owner = self._owner(user)
+            if owner is not None:
+                self.report.owners[user] = owner
+            elif self.ownership[user].fallback:
+                self.report.owner_fallbacks.append(self.ownership[user].fallback)
 
     def _notify_owners(self, notifier: Notifier, partition: str) -> set[str]:
         """Send each owner its mail; the owners whose mail failed keep their lines."""
