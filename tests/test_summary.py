@@ -25,7 +25,8 @@ def topic_with_queue(org: OrgBuilder) -> tuple[str, str]:
 
 
 def summaries(org: OrgBuilder, queue: str) -> list[tuple[str, dict]]:
-    """Each message as delivered (the raw SNS envelope text) and its summary."""
+    """Each message as delivered (the raw SNS envelope text) and its summary. moto delivers
+    to the queue during Publish; AWS does it moments later, so a live check would wait."""
     received = org.session.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
     found = []
     for message in received.get("Messages", []):
