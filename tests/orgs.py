@@ -20,6 +20,7 @@ from keyrotation.emulator.sample import (
     add_users,
     session_in,
 )
+from keyrotation.errors import NotificationError
 from keyrotation.history.event import HistorySink
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
@@ -44,6 +45,10 @@ class OrgBuilder:
         self.session.client("ses").verify_email_identity(EmailAddress=ADMIN)
         self.outbox = outbox
         self.now = datetime.now(UTC).replace(microsecond=0)
+        # Every email written, as (recipient, html); mails to `refused` addresses fail as a
+        # rejected SES send would.
+        self.sent: list[tuple[str, str]] = []
+        self.refused: set[str] = set()
 
     def account(self, users: list[UserSpec] = (), name: str | None = None) -> SampleAccount:
         name = name or f"acct-{uuid.uuid4().hex[:6]}"
@@ -64,7 +69,7 @@ class OrgBuilder:
     ) -> RunReport:
         """One daily run `days` after the fixture's day, with the clock moved there."""
         config = self.settings(**settings)
-        sender = OutboxSender(self.outbox, ADMIN)
+        sender = _RecordingSender(self, OutboxSender(self.outbox, ADMIN))
 
         def notifier(notification):
             source = load_local(notification.template, [PACKAGE_TEMPLATES])
@@ -84,6 +89,20 @@ class OrgBuilder:
 
     def emails(self) -> list[str]:
         return [p.read_text() for p in sorted(self.outbox.glob("*.html"))]
+
+
+class _RecordingSender:
+    def __init__(self, org: OrgBuilder, outbox: OutboxSender):
+        self.org = org
+        self.outbox = outbox
+        self.sender = outbox.sender
+
+    def send(self, to: str, subject: str, html: str, text: str) -> str:
+        if to in self.org.refused:
+            raise NotificationError(f"SES did not send the email to {to}: MessageRejected")
+        status = self.outbox.send(to, subject, html, text)
+        self.org.sent.append((to, html))
+        return status
 
 
 def keys_of(account: SampleAccount, user: str) -> dict[str, str]:

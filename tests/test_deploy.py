@@ -152,6 +152,9 @@ SETTINGS = {
     "SMTPSecurity": "tls",
     "SMTPUserParamName": "/keyrotation/smtp/user",
     "SMTPPasswordParamName": "/keyrotation/smtp/password",
+    "ResourceOwnerTag": "team-email",
+    # The deployment fixture makes the topic in the security account and puts its ARN here.
+    "SummaryTopicArn": "arn:aws:sns:us-east-1:000000000000:kr-summaries",
 }
 
 
@@ -244,6 +247,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch, mailbox) -> Deployment:
     ssm = security.session.client("ssm")
     ssm.put_parameter(Name=SETTINGS["SMTPUserParamName"], Value=USER, Type="String")
     ssm.put_parameter(Name=SETTINGS["SMTPPasswordParamName"], Value=PASSWORD, Type="SecureString")
+    topic = security.session.client("sns").create_topic(Name="kr-summaries")["TopicArn"]
 
     # The order of the README's deployment section: main stack, management role, member roles.
     management_role = (
@@ -264,6 +268,7 @@ def deployment(org: OrgBuilder, tmp_path, monkeypatch, mailbox) -> Deployment:
         "RunLambdaInVPC": "true",
         "SubnetIds": ",".join(network.subnets),
         "SecurityGroupIds": network.security_group,
+        "SummaryTopicArn": topic,
     }
     main = create_stack(security.session, "keyrotation", "main.yaml", **parameters)
     reader = create_stack(
@@ -472,9 +477,25 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     (workload_job,) = [j for j in invokes.to(rotation_function) if j == job(workload)]
 
     # When the workload account's job runs: alice's 95-day key is rotated, bob's is young,
-    # carol is exempt.
+    # carol is exempt; its summary goes to the stack's topic.
+    sqs = deployment.security.session.client("sqs")
+    queue = sqs.create_queue(QueueName="kr-summaries")["QueueUrl"]
+    deployment.security.session.client("sns").subscribe(
+        TopicArn=deployment.parameters["SummaryTopicArn"],
+        Protocol="sqs",
+        Endpoint=sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"],
+    )
+    owner = "payments-team@example.com"
+    workload.session.client("iam").tag_user(
+        UserName="alice", Tags=[{"Key": SETTINGS["ResourceOwnerTag"], "Value": owner}]
+    )
     deployment.run_as("RotationFunction", monkeypatch)
     report = lambda_handlers.rotation(workload_job, None)
+    (published,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    summary = json.loads(json.loads(published["Body"])["Message"])
+    assert (summary["account_id"], summary["mode"]) == (workload.account_id, "enforce")
 
     assert report["mode"] == "enforce" and not report["failed"], report["errors"]
     assert [(o["user"], o["action"]) for o in report["outcomes"]] == [("alice", "ROTATE")]
@@ -485,8 +506,15 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     assert len(keys_of(workload, "bob")) == 1 and len(keys_of(workload, "carol")) == 1
 
     # Then the notifier sends the account's email through the SMTP server, from the admin
-    # address, logging in with the SSM parameters.
-    (payload,) = invokes.to(notifier_function)
+    # address, logging in with the SSM parameters; alice's owner gets a mail of its own about
+    # alice only.
+    payload, owner_payload = sorted(
+        invokes.to(notifier_function), key=lambda p: p["email"] != workload.email
+    )
+    assert owner_payload["email"] == owner and report["owner_mails"] == {
+        owner: f"handed to {notifier_function}"
+    }
+    assert [e["user"] for e in owner_payload["template_values"]["entries"]] == ["alice"]
     assert payload["email_template"] == SETTINGS["EmailTemplateEnforce"]
     deployment.run_as("NotifierFunction", monkeypatch)
     assert lambda_handlers.notifier(payload, None) == {"status": "sent"}

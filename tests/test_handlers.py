@@ -95,6 +95,8 @@ def stack_environment(**values: str) -> dict[str, str]:
         "SMTPSecurity": "starttls",
         "SMTPUserParamName": "",
         "SMTPPasswordParamName": "",
+        "ResourceOwnerTag": "",
+        "SummaryTopicArn": "",
     }
     assert set(settings) == set(NAMES)
     return {

@@ -382,8 +382,10 @@ def print_report(report: RunReport) -> None:
             _line("error", account.account.account_id, problem, "red")
         for problem in account.not_scanned:
             _line("not scanned", account.account.account_id, problem, "red")
-        for note in account.skipped + account.recoveries:
+        for note in account.skipped + account.recoveries + account.owner_fallbacks:
             _line("note", account.account.account_id, note, "yellow")
+        for owner, status in account.owner_mails.items():
+            _line("owner mail", account.account.account_id, f"{owner}: {status}", "cyan")
         if account.busy:
             _line("busy", account.account.account_id, account.busy, "yellow")
     for problem in report.errors:

@@ -14,6 +14,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation import logs
+from keyrotation.aws import sns
 from keyrotation.aws.advice import explain
 from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.lock import AccountBusy, AccountLock
@@ -33,7 +34,8 @@ from keyrotation.errors import (
 )
 from keyrotation.history.event import HistoryEvent, HistorySink
 from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyRecord, Mode, User
-from keyrotation.notify.message import Notification, build, describe
+from keyrotation.notify.message import Notification, build, build_for_owner, describe
+from keyrotation.notify.owners import Ownership, decode_lines, encode_lines, journal_key, owner_of
 from keyrotation.notify.unsent import UnsentStore
 from keyrotation.policy import decide
 from keyrotation.reasons import Reason
@@ -41,6 +43,7 @@ from keyrotation.report import AccountReport, Outcome, RunReport, Status
 from keyrotation.rotation import Rotator
 from keyrotation.scan import ReportedLastUse, users_to_scan
 from keyrotation.settings import Settings
+from keyrotation.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +216,8 @@ def run_account(
             "account failed with an internal error",
             extra={"kr_fields": {"account": account.account_id}},
         )
+    if context.settings.SummaryTopicArn:
+        _publish_summary(session, report, context)
     logs.event(
         log,
         "account finished",
@@ -224,6 +229,27 @@ def run_account(
         errors=len(report.errors),
     )
     return report
+
+
+def _publish_summary(session: boto3.Session, report: AccountReport, context: RunContext) -> None:
+    """With the caller's own session: the topic lives in the deployment's account. A publish
+    that fails is reported and undoes nothing."""
+    topic = context.settings.SummaryTopicArn
+    assert topic is not None
+    account = report.account.account_id
+    summary = summarize(report, context.run_id, context.now, context.dated)
+    try:
+        message_id = sns.publish(
+            session, topic, f"keyrotation {report.mode.value} summary of account {account}", summary
+        )
+    except AWS_ERRORS as exc:
+        report.errors.append(
+            f"account summary not published to {topic}: {exc}. Check that the topic exists "
+            "and that the stack's SummaryTopicArn names it; the run's changes stand."
+        )
+        logs.event(log, "summary not published", logging.ERROR, account=account, error=str(exc))
+        return
+    logs.event(log, "summary published", account=account, topic=topic, message_id=message_id)
 
 
 class _AccountRun:
@@ -240,6 +266,9 @@ class _AccountRun:
         checker = context.key_checker or KeyChecker(session.region_name or "us-east-1")
         self.rotator = Rotator(self.iam, self.secrets, checker, self.today)
         self.journal = context.unsent if context.mode is Mode.ENFORCE else None
+        self.owner_tag = self.settings.ResourceOwnerTag
+        self.ownership: dict[str, Ownership] = {}
+        self.owner_journal_used = False
 
     def scan(self) -> None:
         """Read the account's user list and exemptions whole before changing anything: a read
@@ -261,6 +290,10 @@ class _AccountRun:
         self._check_forced_users({user.name for user, *_ in users})
         if self.journal is not None:
             self.report.earlier = self.journal.load(self.account.account_id)
+        if self.journal is not None and self.owner_tag:
+            stored = self.journal.load(journal_key(self.account.account_id))
+            self.report.owner_earlier = decode_lines(stored)
+            self.owner_journal_used = bool(stored)
 
         audit = self.context.mode is Mode.AUDIT
         for user, read_live, reported_last_use in users:
@@ -303,11 +336,14 @@ class _AccountRun:
     ) -> tuple[list[AccessKey], Lifecycle]:
         try:
             keys = self.iam.access_keys(user.name, reported_last_use)
-            return keys, self.iam.lifecycle(user.name)
+            lifecycle = self.iam.lifecycle(user.name)
         except AWS_ERRORS as exc:
             raise _NotScanned(
                 f"its keys could not be read, so nothing was changed: {explain(exc)}"
             ) from exc
+        if self.owner_tag:
+            self.ownership[user.name] = owner_of(user.name, lifecycle.tags, self.owner_tag)
+        return keys, lifecycle
 
     def _user(self, user: User, reported_last_use: ReportedLastUse | None = None) -> None:
         forced = user.name in self.context.forced_users
@@ -418,9 +454,36 @@ class _AccountRun:
         )
         lines = [*self.report.earlier, *self._lines(), started]
         self.journal.save(self.account.account_id, lines)
+        owner = self._owner(user.name)
+        if self.owner_tag and (owner or self.owner_journal_used):
+            by_owner = self._owner_lines()
+            if owner:
+                by_owner.setdefault(owner, []).append(started)
+            self.journal.save(journal_key(self.account.account_id), encode_lines(by_owner))
+            self.owner_journal_used = True
 
-    def _lines(self) -> list[str]:
-        return [f"{self.today}: {describe(o, self.report.mode)}" for o in self.report.outcomes]
+    def _lines(self, owner: str | None = None) -> list[str]:
+        return [
+            f"{self.today}: {describe(o, self.report.mode)}"
+            for o in self.report.outcomes
+            if owner is None or self._owner(o.user) == owner
+        ]
+
+    def _owner(self, user: str) -> str | None:
+        """The user's owner address, unless it is the account's own: its email tells all."""
+        ownership = self.ownership.get(user)
+        owner = ownership.owner if ownership else None
+        return owner if owner != self.account.email.lower() else None
+
+    def _owner_lines(self) -> dict[str, list[str]]:
+        """Per owner: what its mail has not told yet, and today's lines about its users."""
+        owners = {self._owner(o.user) for o in self.report.outcomes} | set(
+            self.report.owner_earlier
+        )
+        return {
+            owner: [*self.report.owner_earlier.get(owner, []), *self._lines(owner)]
+            for owner in sorted(o for o in owners if o)
+        }
 
     def _keep_records(
         self, user: str, keys: list[AccessKey], records: dict[str, KeyRecord]
@@ -446,11 +509,24 @@ class _AccountRun:
         return kept
 
     def notify(self, notifier: Notifier | None, partition: str) -> None:
+        """The account email, then each owner's. A warning is recorded as sent only when every
+        mail that carried it went out, so a failed mail's warnings are told again."""
+        if notifier is None:
+            return
+        if self.owner_tag:
+            self._assign_owners()
+        account_told = self._notify_account(notifier, partition)
+        owners_untold = self._notify_owners(notifier, partition) if self.owner_tag else set()
+        if account_told and self.context.mode is Mode.ENFORCE:
+            untold = {user for user, owner in self.report.owners.items() if owner in owners_untold}
+            self._remember_warnings(untold)
+
+    def _notify_account(self, notifier: Notifier, partition: str) -> bool:
         notification = build(
             self.report, self.settings, partition, self.context.now, self.context.dated
         )
-        if notification is None or notifier is None:
-            return
+        if notification is None:
+            return False
         try:
             self.report.notification = notifier(notification)
         except (NotificationError, TemplateError, *AWS_ERRORS) as exc:
@@ -461,17 +537,51 @@ class _AccountRun:
                 unsent = [*self.report.earlier, *self._lines()]
                 unsent += [f"{self.today}: Repaired: {n}" for n in self.report.recoveries]
                 self.journal.save(self.account.account_id, unsent)
-            return
+            return False
         if self.journal is not None:
             self.journal.clear(self.account.account_id)
-        if self.context.mode is Mode.ENFORCE:
-            self._remember_warnings()
+        return True
 
-    def _remember_warnings(self) -> None:
+    def _assign_owners(self) -> None:
+        """Each user in today's lines goes to its owner, or is listed as told the account.
+        Every such user was read live, so its tags are known."""
+        for user in dict.fromkeys(o.user for o in self.report.outcomes):
+            owner = self._owner(user)
+            if owner is not None:
+                self.report.owners[user] = owner
+            elif self.ownership[user].fallback:
+                self.report.owner_fallbacks.append(self.ownership[user].fallback)
+
+    def _notify_owners(self, notifier: Notifier, partition: str) -> set[str]:
+        """Send each owner its mail; the owners whose mail failed keep their lines."""
+        unsent: dict[str, list[str]] = {}
+        lines = self._owner_lines()
+        for owner in sorted(set(self.report.owners.values()) | set(self.report.owner_earlier)):
+            notification = build_for_owner(
+                self.report, owner, self.settings, partition, self.context.now, self.context.dated
+            )
+            if notification is None:
+                continue
+            try:
+                self.report.owner_mails[owner] = notifier(notification)
+            except (NotificationError, TemplateError, *AWS_ERRORS) as exc:
+                self.report.owner_mails[owner] = f"failed: {exc}"
+                self.report.errors.append(f"owner mail to {owner} failed: {explain(exc)}")
+                logs.event(log, "owner mail failed", logging.ERROR, account=self.account.account_id)
+                unsent[owner] = lines.get(owner, [])
+        if self.journal is not None and (unsent or self.owner_journal_used):
+            key = journal_key(self.account.account_id)
+            if unsent:
+                self.journal.save(key, encode_lines(unsent))
+            else:
+                self.journal.clear(key)
+        return set(unsent)
+
+    def _remember_warnings(self, untold: set[str]) -> None:
         """Record each sent warning on its key, so it is not sent again."""
         by_user: dict[str, list[Action]] = {}
         for outcome in self.report.outcomes:
-            if outcome.action.kind is ActionKind.WARN:
+            if outcome.action.kind is ActionKind.WARN and outcome.user not in untold:
                 by_user.setdefault(outcome.user, []).append(outcome.action)
         for user, warnings in by_user.items():
             try:

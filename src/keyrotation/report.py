@@ -57,6 +57,12 @@ class AccountReport:
     notification: str = "not needed"
     # How the users were read: "credential report", "per-user", or why the report was not used.
     scan: str = "not scanned"
+    # Owner mails (ResourceOwnerTag): each user's owner address, the lines not yet sent to
+    # each owner, what became of each owner's mail, and users told the account email instead.
+    owners: dict[str, str] = field(default_factory=dict)
+    owner_earlier: dict[str, list[str]] = field(default_factory=dict)
+    owner_mails: dict[str, str] = field(default_factory=dict)
+    owner_fallbacks: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -84,6 +90,8 @@ class AccountReport:
             "failed": self.failed,
             "scan": self.scan,
             "notification": self.notification,
+            "owner_mails": self.owner_mails,
+            "owner_fallbacks": self.owner_fallbacks,
         }
 
 

@@ -35,6 +35,10 @@ IAM_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
 HOST_NAME = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 # A hierarchical SSM parameter name; the leading slash makes its ARN `...:parameter/<name>`.
 SSM_PARAMETER_NAME = r"^/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+# A tag key IAM allows; the aws: and keyrotation: prefixes are refused by a validator.
+OWNER_TAG = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
+# A standard topic: a FIFO topic (name ending .fifo) would need a message group per publish.
+TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
 
 
 def _check_email(value: str) -> str:
@@ -79,6 +83,11 @@ class Settings(BaseModel):
     SMTPSecurity: Literal["starttls", "tls"] = "starttls"
     SMTPUserParamName: str | None = Field(None, pattern=SSM_PARAMETER_NAME, max_length=1011)
     SMTPPasswordParamName: str | None = Field(None, pattern=SSM_PARAMETER_NAME, max_length=1011)
+    # Owner mails and account summaries for other tools: both off unless set.
+    # The user tag holding the email address of the team that owns the user.
+    ResourceOwnerTag: str | None = Field(None, pattern=OWNER_TAG)
+    # The SNS topic, in the deployment's account, that gets one JSON summary per account run.
+    SummaryTopicArn: str | None = Field(None, pattern=TOPIC_ARN)
 
     @field_validator("DryRunFlag", mode="before")
     @classmethod
@@ -97,6 +106,13 @@ class Settings(BaseModel):
     def _template(cls, value: str) -> str:
         if not TEMPLATE_NAME.fullmatch(value) or ".." in value:
             raise ValueError(f"{value!r} must be a plain file name, without folders")
+        return value
+
+    @field_validator("ResourceOwnerTag")
+    @classmethod
+    def _owner_tag(cls, value: str | None) -> str | None:
+        if value is not None and value.lower().startswith(("aws:", "keyrotation:")):
+            raise ValueError(f"{value!r} is a reserved tag key (aws: or keyrotation:)")
         return value
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from keyrotation.model import KeyRecord
@@ -69,6 +69,9 @@ class Lifecycle:
 
     records: dict[str, KeyRecord]
     rotation: PendingRotation | None = None
+    # Every tag of the user as read, for settings that name a tag (ResourceOwnerTag): one
+    # ListUserTags call serves both.
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 def lifecycle_from_tags(tags: Mapping[str, str]) -> Lifecycle:
@@ -77,7 +80,7 @@ def lifecycle_from_tags(tags: Mapping[str, str]) -> Lifecycle:
         for name, value in tags.items()
         if name.startswith(TAG_PREFIX) and _KEY_ID.match(name.removeprefix(TAG_PREFIX))
     }
-    return Lifecycle(records, _rotation(tags.get(ROTATION_TAG)))
+    return Lifecycle(records, _rotation(tags.get(ROTATION_TAG)), dict(tags))
 
 
 def records_from_tags(tags: Mapping[str, str]) -> dict[str, KeyRecord]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -68,7 +68,7 @@ def build(
         "timestamp": now.strftime("%Y-%m-%d %H:%M UTC"),
         "actions": [f"Not sent before: {line}" for line in report.earlier]
         + [describe(o, report.mode) for o in report.outcomes]
-        + [f"Repaired: {note}" for note in report.recoveries],
+        + _notes(report, with_earlier=False),
         "rotation_period": settings.RotationPeriod,
         "installation_grace_period": settings.InactiveBuffer,
         "recovery_grace_period": settings.RecoveryGracePeriod,
@@ -76,8 +76,7 @@ def build(
             {**o.to_dict(), "advice": o.action.reason.text.advice, "line": describe(o, report.mode)}
             for o in report.outcomes
         ],
-        "notes": [f"Not sent before: {line}" for line in report.earlier]
-        + [f"Repaired: {note}" for note in report.recoveries],
+        "notes": _notes(report, with_earlier=True),
         "mode": report.mode.value,
         "dated": now.date().isoformat() if dated else "",
     }
@@ -89,4 +88,46 @@ def build(
         ),
         template=settings.template_for(report.mode),
         values=values,
+    )
+
+
+def build_for_owner(
+    report: AccountReport,
+    owner: str,
+    settings: Settings,
+    partition: str,
+    now: datetime,
+    dated: bool = False,
+) -> Notification | None:
+    """The mail to one owner: only the lines about its own users, and its unsent lines."""
+    own = replace(
+        report,
+        outcomes=[o for o in report.outcomes if report.owners.get(o.user) == owner],
+        earlier=report.owner_earlier.get(owner, []),
+        recoveries=[],
+        owner_fallbacks=[],
+    )
+    notification = build(own, settings, partition, now, dated)
+    if notification is None:
+        return None
+    account = report.account
+    verb = "audit" if report.mode is Mode.AUDIT else "actions"
+    day = now.date().isoformat() + (" (dated run)" if dated else "")
+    return replace(
+        notification,
+        to=owner,
+        subject=(
+            f"IAM access key {verb} for your users in account {account.name} "
+            f"({account.account_id}) on {day}"
+        ),
+        values={**notification.values, "owner_email": owner},
+    )
+
+
+def _notes(report: AccountReport, with_earlier: bool) -> list[str]:
+    earlier = [f"Not sent before: {line}" for line in report.earlier] if with_earlier else []
+    return (
+        earlier
+        + [f"Repaired: {note}" for note in report.recoveries]
+        + [f"Owner mail: {note}" for note in report.owner_fallbacks]
     )
