@@ -32,7 +32,17 @@ from keyrotation.errors import (
     UserGoneError,
 )
 from keyrotation.history.event import HistoryEvent, HistorySink
-from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyRecord, Mode, User
+from keyrotation.model import (
+    AccessKey,
+    Account,
+    Action,
+    ActionKind,
+    KeyRecord,
+    KeyStatus,
+    Mode,
+    User,
+    UserKeys,
+)
 from keyrotation.notify.message import Notification, build, describe
 from keyrotation.notify.unsent import UnsentStore
 from keyrotation.policy import decide
@@ -49,6 +59,8 @@ Notifier = Callable[[Notification], str]
 # A user's state is read again after changes, so the day's follow-up warnings go out today
 # and a second run on the same day finds nothing new. Three rounds always settle.
 MAX_ROUNDS = 3
+# The key id shown for a key known only from the credential report, which has no key ids.
+REPORTED_KEY_ID = "(not read: credential report)"
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,8 @@ class RunContext:
     key_checker: KeyChecker | None = None
     unsent: UnsentStore | None = None
     history: HistorySink | None = None
+    # Called after the scan and before the email, with each user's keys kept on the report.
+    on_scanned: Callable[[AccountReport], None] | None = None
 
     @property
     def mode(self) -> Mode:
@@ -192,6 +206,9 @@ def run_account(
         try:
             run = _AccountRun(member, account, context, report)
             run.scan()
+            if context.on_scanned is not None:
+                report.keys = run.keys()
+                context.on_scanned(report)
             run.notify(notifier, partition_of(session))
         finally:
             if context.mode is Mode.ENFORCE:
@@ -240,6 +257,12 @@ class _AccountRun:
         checker = context.key_checker or KeyChecker(session.region_name or "us-east-1")
         self.rotator = Rotator(self.iam, self.secrets, checker, self.today)
         self.journal = context.unsent if context.mode is Mode.ENFORCE else None
+        self.keep_keys = context.on_scanned is not None
+        self._seen: dict[str, UserKeys] = {}
+
+    def keys(self) -> list[UserKeys]:
+        """Each user's keys as last read, in the order the users were listed."""
+        return list(self._seen.values())
 
     def scan(self) -> None:
         """Read the account's user list and exemptions whole before changing anything: a read
@@ -269,6 +292,7 @@ class _AccountRun:
             if user.name in exempt:
                 self.report.users_exempt += 1
                 self._log("user exempt", user.name)
+                self._keep_exempt(user, reported_last_use)
                 if user.name in self.context.forced_users:
                     self.report.skipped.append(
                         f"user {user.name}: forced rotation not done, the user is exempt"
@@ -276,6 +300,7 @@ class _AccountRun:
                 continue
             self.report.users_scanned += 1
             if not read_live:
+                self._keep_reported(user, reported_last_use or {})
                 continue
             try:
                 # An audit changes nothing, so the report's last use stands in for a live read.
@@ -303,11 +328,38 @@ class _AccountRun:
     ) -> tuple[list[AccessKey], Lifecycle]:
         try:
             keys = self.iam.access_keys(user.name, reported_last_use)
-            return keys, self.iam.lifecycle(user.name)
+            lifecycle = self.iam.lifecycle(user.name)
         except AWS_ERRORS as exc:
             raise _NotScanned(
                 f"its keys could not be read, so nothing was changed: {explain(exc)}"
             ) from exc
+        if self.keep_keys:
+            self._seen[user.name] = UserKeys(self.account, user, tuple(keys), lifecycle.records)
+        return keys, lifecycle
+
+    def _keep_exempt(self, user: User, reported_last_use: ReportedLastUse | None) -> None:
+        """An exempt user is never decided on; the report still lists its keys."""
+        if not self.keep_keys:
+            return
+        try:
+            keys = self.iam.access_keys(user.name, reported_last_use)
+        except (KeyRotationError, *AWS_ERRORS) as exc:
+            self.report.not_scanned.append(f"user {user.name}: keys not read for the report")
+            self._log("user not scanned", user.name, logging.ERROR, error=str(exc))
+            return
+        self._seen[user.name] = UserKeys(self.account, user, tuple(keys), {}, exempt=True)
+
+    def _keep_reported(self, user: User, reported_last_use: ReportedLastUse) -> None:
+        """A user the credential report showed with one young active key and nothing due.
+
+        The report has no key ids, so the key is listed under REPORTED_KEY_ID."""
+        if not self.keep_keys:
+            return
+        keys = tuple(
+            AccessKey(REPORTED_KEY_ID, KeyStatus.ACTIVE, created, last_used)
+            for created, last_used in reported_last_use.items()
+        )
+        self._seen[user.name] = UserKeys(self.account, user, keys, {})
 
     def _user(self, user: User, reported_last_use: ReportedLastUse | None = None) -> None:
         forced = user.name in self.context.forced_users

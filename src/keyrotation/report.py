@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from keyrotation.model import Account, Action, ActionKind, Mode
+from keyrotation.model import Account, Action, ActionKind, Mode, UserKeys
 
 
 class Status:
@@ -57,6 +57,8 @@ class AccountReport:
     notification: str = "not needed"
     # How the users were read: "credential report", "per-user", or why the report was not used.
     scan: str = "not scanned"
+    # Each user's keys as last read, for the compliance report; kept only when it is written.
+    keys: list[UserKeys] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:

@@ -76,6 +76,8 @@ class NotifyEvent(_Event):
     subject: str = Field(min_length=1, max_length=998)
     email_template: str = Field(min_length=1)
     template_values: TemplateValues
+    # The bucket key of the account's report page, from the rotation function; empty for none.
+    report_page: str = Field(default="", max_length=1024)
 
 
 def parse(model: type[_Event], event: Any) -> Any:
