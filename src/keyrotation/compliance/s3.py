@@ -15,6 +15,7 @@ import json
 from datetime import UTC, date, datetime
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation.aws.session import client
@@ -29,6 +30,9 @@ from keyrotation.reasons import Reason
 FOLDER = "Reports"
 PAGE = "report.html"
 LINK_SECONDS = 3600
+# botocore may presign S3 URLs with Signature Version 2, which buckets made since June 2020
+# refuse; Signature Version 4 works for every bucket.
+SIGNING = Config(signature_version="s3v4")
 
 
 class ReportStoreError(KeyRotationError):
@@ -38,6 +42,7 @@ class ReportStoreError(KeyRotationError):
 class ReportStore:
     def __init__(self, session: boto3.Session, bucket: str, prefix: str):
         self._s3 = client(session, "s3")
+        self._signer = client(session, "s3", config=SIGNING)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
 
@@ -137,7 +142,7 @@ class ReportStore:
 
         Signing makes no call: the GET made with the URL is checked against the notifier's
         role, which may read only the report pages and the email templates."""
-        return self._s3.generate_presigned_url(
+        return self._signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
         )
 

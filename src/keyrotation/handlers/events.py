@@ -12,6 +12,7 @@ from keyrotation.settings import EmailAddress
 
 USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 ACCOUNT_ID = re.compile(r"\d{12}")
+REPORT_PAGE = re.compile(r"([\w.=-]+/)*Reports/dt=\d{4}-\d{2}-\d{2}/[\w-]+\.html")
 
 
 class _Event(BaseModel):
@@ -78,6 +79,13 @@ class NotifyEvent(_Event):
     template_values: TemplateValues
     # The bucket key of the account's report page, from the rotation function; empty for none.
     report_page: str = Field(default="", max_length=1024)
+
+    @field_validator("report_page")
+    @classmethod
+    def _page(cls, value: str) -> str:
+        if value and not REPORT_PAGE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a <prefix>/Reports/dt=<date>/<name>.html key")
+        return value
 
 
 def parse(model: type[_Event], event: Any) -> Any:
