@@ -249,3 +249,25 @@ def test_the_run_keeps_every_users_keys_for_the_account_report(org, method):
         ("expired", Standing.OVERDUE),
         ("young", Standing.COMPLIANT),
     ]
+
+
+def test_a_broken_report_leaves_the_run_done_and_its_email_sent(org):
+    account = org.account([UserSpec("expired", (KeySpec(95),))])
+    sent: list = []
+
+    def broken(report: AccountReport) -> None:
+        raise RuntimeError("renderer broke")
+
+    context = RunContext(org.settings(), datetime.now(UTC), on_scanned=broken)
+    report = run_account(
+        org.session,
+        Account(account.account_id, account.name, account.email),
+        context,
+        lambda notification: sent.append(notification) or "sent",
+    )
+
+    assert not report.failed and report.notification == "sent"
+    assert [o.user for o in report.outcomes] == ["expired"] and len(sent) == 1
+    assert report.errors == [
+        "compliance report not written: internal error RuntimeError('renderer broke')"
+    ]

@@ -206,9 +206,7 @@ def run_account(
         try:
             run = _AccountRun(member, account, context, report)
             run.scan()
-            if context.on_scanned is not None:
-                report.keys = run.keys()
-                context.on_scanned(report)
+            _scanned(run, report, context)
             run.notify(notifier, partition_of(session))
         finally:
             if context.mode is Mode.ENFORCE:
@@ -241,6 +239,21 @@ def run_account(
         errors=len(report.errors),
     )
     return report
+
+
+def _scanned(run: _AccountRun, report: AccountReport, context: RunContext) -> None:
+    """Hand the scanned keys on (to the compliance report). It is a by-product of the run:
+    whatever fails in it is an error on the account, and the changes are still told."""
+    if context.on_scanned is None:
+        return
+    report.keys = run.keys()
+    try:
+        context.on_scanned(report)
+    except Exception as exc:
+        report.errors.append(f"compliance report not written: internal error {exc!r}")
+        log.exception(
+            "report not written", extra={"kr_fields": {"account": report.account.account_id}}
+        )
 
 
 class _AccountRun:
