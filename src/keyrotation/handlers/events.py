@@ -12,7 +12,8 @@ from keyrotation.settings import EmailAddress
 
 USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 ACCOUNT_ID = re.compile(r"\d{12}")
-REPORT_PAGE = re.compile(r"([\w.=-]+/)*Reports/dt=\d{4}-\d{2}-\d{2}/[\w-]+\.html")
+# Under any prefix main.yaml's S3BucketPrefix allows.
+REPORT_PAGE = re.compile(r"([A-Za-z0-9!_.*'()-]+/)*Reports/dt=\d{4}-\d{2}-\d{2}/\d{12}\.html")
 
 
 class _Event(BaseModel):
@@ -84,7 +85,7 @@ class NotifyEvent(_Event):
     @classmethod
     def _page(cls, value: str) -> str:
         if value and not REPORT_PAGE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a <prefix>/Reports/dt=<date>/<name>.html key")
+            raise ValueError(f"{value!r} is not a <prefix>/Reports/dt=<date>/<account id>.html key")
         return value
 
 
