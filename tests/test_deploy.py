@@ -450,6 +450,7 @@ def test_inventory_writes_the_finished_days_organization_page(deployment, monkey
     page = read_object(deployment, page_key)
     missing = re.findall(r'<tr class="missing">\s*<td>[^<]*</td><td>(\d{12})</td>', page)
     assert missing == [org.management_id]
+    assert f"account {org.management_id} (" in page and f"no report rows for {today}" in page
     assert every_key(security) | every_key(workload) <= set(re.findall(r"AKIA[A-Z0-9]{16}", page))
 
     # Then, once the late job has run too, the next inventory's page has every account.

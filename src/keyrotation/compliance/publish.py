@@ -60,10 +60,10 @@ def write_organization_page(store: ReportStore, accounts: list[Account], now: da
     if day is None:
         logs.event(log, "no report rows yet", folder=store.root)
         return ""
-    assessment, present = store.read_day(day)
+    assessment, present, not_read = store.read_day(day)
     seen = {a.account_id for a in present}
     missing = [a for a in accounts if a.account_id not in seen]
-    errors = [
+    errors = not_read + [
         f"account {a.account_id} ({a.name}): no report rows for {day}; its rotation job did "
         "not finish"
         for a in missing

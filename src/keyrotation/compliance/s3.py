@@ -90,11 +90,13 @@ class ReportStore:
         return max((d for d in days if d < before), default=None)
 
     @requires(INVENTORY, "s3:ListBucket", "s3:GetObject")
-    def read_day(self, day: date) -> tuple[Assessment, list[Account]]:
-        """Every account's rows written on `day`, as one assessment."""
+    def read_day(self, day: date) -> tuple[Assessment, list[Account], list[str]]:
+        """Every account's rows written on `day`, as one assessment, and what each account
+        could not read (users not scanned), named after the account."""
         folder = self.folder(day)
         assessment: Assessment | None = None
         accounts = []
+        errors = []
         try:
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=folder
@@ -103,8 +105,10 @@ class ReportStore:
                 if not item["Key"].endswith(".json"):
                     continue
                 body = self._s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
-                part = _assessment(json.loads(body))
-                accounts.append(part.rows[0].account if part.rows else _account(json.loads(body)))
+                document = json.loads(body)
+                part = _assessment(document)
+                accounts.append(part.rows[0].account if part.rows else _account(document))
+                errors += [f"account {accounts[-1].account_id}: {e}" for e in document["errors"]]
                 if assessment is None:
                     assessment = part
                 else:
@@ -116,7 +120,7 @@ class ReportStore:
             ) from exc
         if assessment is None:
             raise ReportStoreError(f"No report rows under s3://{self.bucket}/{folder}")
-        return assessment, accounts
+        return assessment, accounts, errors
 
     @requires(INVENTORY, "s3:PutObject")
     def put_page(self, day: date, html: str) -> str:
