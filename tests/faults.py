@@ -84,7 +84,8 @@ class Faults:
 
     def _before_send(self, request, event_name: str, **kwargs):
         _, service, operation = event_name.split(".", 2)
-        body = _text(request.body)
+        # The URL as well, so a rule can match an S3 object's key.
+        body = f"{request.url} {_text(request.body)}"
         with self._lock:
             self.calls[f"{service}.{operation}"] += 1
             self._sent += 1

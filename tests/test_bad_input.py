@@ -92,6 +92,18 @@ BAD_INPUT = [
         },
         "without folders",
     ),
+    (
+        "notifier link to something not a report page",
+        "notify",
+        {
+            "email": "o@example.com",
+            "subject": "s",
+            "email_template": "audit.html",
+            "template_values": GOOD_VALUES,
+            "report_page": "asa/asa-iam-rotation/Template/audit.html",
+        },
+        "'report_page'",
+    ),
     ("setting out of cycle", "settings", {"RotationPeriod": "15"}, "RotationPeriod"),
     ("setting of the wrong type", "settings", {"InactiveBuffer": "ten"}, "InactiveBuffer"),
     ("unknown setting", "settings", {"RotationPeriodDays": "30"}, "did you mean"),

@@ -9,13 +9,17 @@ run the code in Docker, so the asynchronous invokes are captured on the handlers
 from __future__ import annotations
 
 import ast
+import html
 import json
+import re
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -524,8 +528,23 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     assert email["From"] == ADMIN
     assert deployment.mailbox.recipients == [[workload.email]]
     assert workload.account_id in email["Subject"]
-    assert old_alice in email.get_body(("html",)).get_content()
+    body = email.get_body(("html",)).get_content()
+    assert old_alice in body
     assert not ses_backends[deployment.security.account_id]["us-east-1"].sent_messages
+
+    # And the email links to the account's page, written beside its rows in the bucket.
+    day = datetime.now(UTC).date()
+    page_key = f"{PREFIX}/Reports/dt={day}/{workload.account_id}.html"
+    assert report["report_page"] == payload["report_page"] == page_key
+    assert report_objects(deployment) == {page_key, page_key.replace(".html", ".json")}
+    link = link_in(body)
+    assert int(parse_qs(urlsplit(link).query)["X-Amz-Expires"][0]) == 3600
+    page = fetch(link)
+    assert f"Access key compliance report, {day}" in page
+    workload_keys = {k for u in ("alice", "bob", "carol") for k in keys_of(workload, u)}
+    assert len(workload_keys) == 4 and all(key_id in page for key_id in workload_keys)
+    rows = read_object(deployment, page_key.replace(".html", ".json"))
+    assert secret_of(workload, "alice")["SecretAccessKey"] not in page + rows + body
 
     # And ForceRotate rotates bob's young key on demand.
     deployment.run_as("RotationFunction", monkeypatch)
@@ -574,6 +593,122 @@ def private_network(session: boto3.Session) -> Network:
         GroupName="keyrotation-functions", Description="keyrotation functions", VpcId=vpc
     )["GroupId"]
     return Network(vpc, subnets, route_table, group)
+
+
+def test_inventory_writes_the_finished_days_organization_page(deployment, monkeypatch):
+    org, security, workload = deployment.org, deployment.security, deployment.workload
+    security.session.client("iam").create_user(UserName="deployer")
+    security.session.client("iam").create_access_key(UserName="deployer")
+    jobs = {j["account"]: j for j in start_jobs(deployment, monkeypatch)}
+    today = datetime.now(UTC).date()
+    page_key = f"{PREFIX}/Reports/dt={today}/report.html"
+
+    # Given today's jobs of two accounts of three have run, and the management account's has not.
+    deployment.run_as("RotationFunction", monkeypatch)
+    for account in (security, workload):
+        assert not lambda_handlers.rotation(jobs[account.account_id], None)["errors"]
+
+    # When tomorrow's inventory runs: it pages the finished day, showing the gap.
+    deployment.run_as("InventoryFunction", monkeypatch)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    result = entrypoints.inventory({}, now=tomorrow)
+
+    assert result["report"] == page_key
+    page = read_object(deployment, page_key)
+    missing = re.findall(r'<tr class="missing">\s*<td>[^<]*</td><td>(\d{12})</td>', page)
+    assert missing == [org.management_id]
+    assert f"account {org.management_id} (" in page and f"no report rows for {today}" in page
+    assert every_key(security) | every_key(workload) <= set(re.findall(r"AKIA[A-Z0-9]{16}", page))
+
+    # Then, once the late job has run too, the next inventory's page has every account.
+    deployment.run_as("RotationFunction", monkeypatch)
+    assert not lambda_handlers.rotation(jobs[org.management_id], None)["errors"]
+    deployment.run_as("InventoryFunction", monkeypatch)
+    assert entrypoints.inventory({}, now=tomorrow)["report"] == page_key
+
+    page = read_object(deployment, page_key)
+    assert 'class="missing"' not in page
+    shown = set(re.findall(r"AKIA[A-Z0-9]{16}", page))
+    assert every_key(security) | every_key(workload) | every_key(org) == shown
+    for account_id in (org.management_id, security.account_id, workload.account_id):
+        assert f"<td>{account_id}</td>" in page
+
+
+def test_report_write_that_fails_leaves_the_rotation_done_and_the_email_sent(
+    deployment, monkeypatch, faults, capsys
+):
+    workload = deployment.workload
+    old_alice = workload.key_ids["alice"][0]
+    jobs = {j["account"]: j for j in start_jobs(deployment, monkeypatch)}
+    faults.fail("s3", "PutObject", match="/Reports/")
+
+    deployment.run_as("RotationFunction", monkeypatch)
+    report = lambda_handlers.rotation(jobs[workload.account_id], None)
+
+    assert faults.fired
+    assert [(o["user"], o["action"], o["status"]) for o in report["outcomes"]] == [
+        ("alice", "ROTATE", "done")
+    ]
+    assert len(keys_of(workload, "alice")) == 2
+    assert not report["failed"] and report["report_page"] == ""
+    assert [e for e in report["errors"] if e.startswith("compliance report not written")]
+    assert report_objects(deployment) == set()
+    logged = [
+        line for line in log_lines_of(capsys.readouterr().err) if line.get("level") == "ERROR"
+    ]
+    assert [line["account"] for line in logged if line["event"] == "report not written"] == [
+        workload.account_id
+    ]
+
+    (payload,) = deployment.invokes.to(deployment.outputs["NotifierFunctionName"])
+    assert "report_page" not in payload
+    deployment.run_as("NotifierFunction", monkeypatch)
+    assert lambda_handlers.notifier(payload, None) == {"status": "sent"}
+    (email,) = deployment.mailbox.messages
+    body = email.get_body(("html",)).get_content()
+    assert old_alice in body and "href=" not in body
+
+
+def start_jobs(deployment: Deployment, monkeypatch) -> list[dict[str, Any]]:
+    deployment.run_as("InventoryFunction", monkeypatch)
+    lambda_handlers.inventory({}, None)
+    return deployment.invokes.to(deployment.outputs["RotationFunctionName"])
+
+
+def every_key(account) -> set[str]:
+    iam = account.session.client("iam")
+    return {
+        key["AccessKeyId"]
+        for user in iam.list_users()["Users"]
+        for key in iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
+    }
+
+
+def report_objects(deployment: Deployment) -> set[str]:
+    listed = deployment.security.session.client("s3").list_objects_v2(
+        Bucket=deployment.parameters["S3BucketName"], Prefix=f"{PREFIX}/Reports/"
+    )
+    return {item["Key"] for item in listed.get("Contents", [])}
+
+
+def read_object(deployment: Deployment, key: str) -> str:
+    s3 = deployment.security.session.client("s3")
+    body = s3.get_object(Bucket=deployment.parameters["S3BucketName"], Key=key)["Body"]
+    return body.read().decode()
+
+
+def link_in(body: str) -> str:
+    (href,) = re.findall(r'href="([^"]+)"', body)
+    return html.unescape(href)
+
+
+def fetch(url: str) -> str:
+    """GET over HTTP, as the mail reader's browser would; the URL points at moto's server.
+
+    moto's server does not check a presigned URL's signature or expiry; AWS does both."""
+    assert urlsplit(url).hostname == "127.0.0.1", url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def granted_by(iam, role: str) -> set[str]:

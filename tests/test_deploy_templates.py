@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from cfnlint.decode.cfn_yaml import load
 
 from keyrotation import packaging
+from keyrotation.compliance.s3 import ReportStore
 from keyrotation.handlers import entrypoints
 from keyrotation.handlers.lambda_handlers import VPC_ACTIONS
 from keyrotation.notify.render import template_s3_key
@@ -135,19 +137,39 @@ def test_the_code_key_is_the_key_the_package_writes():
         }
 
 
-def test_the_notifier_may_read_exactly_the_template_keys_it_reads():
+def test_the_notifier_may_read_exactly_the_template_keys_and_report_pages_it_reads():
     role = template("main.yaml")["Resources"]["NotifierRole"]["Properties"]
-    (read,) = [
-        s
+    reads = [
+        s["Resource"]
         for p in role["Policies"]
         for s in p["PolicyDocument"]["Statement"]
         if s.get("Action") == "s3:GetObject"  # a conditional statement is an Fn::If
     ]
-    folder = template_s3_key("${S3BucketPrefix}", "name.html").removesuffix("name.html")
+    templates = template_s3_key("${S3BucketPrefix}", "name.html").removesuffix("name.html")
+    reports = ReportStore(boto3.Session(region_name="us-east-1"), "b", "${S3BucketPrefix}").root
 
-    assert read["Resource"] == {
-        "Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{S3BucketName}}/{folder}*"
-    }
+    assert sorted(r["Fn::Sub"] for r in reads) == sorted(
+        f"arn:${{AWS::Partition}}:s3:::${{S3BucketName}}/{folder}*"
+        for folder in (templates, reports)
+    )
+
+
+def test_report_grants_are_scoped_to_the_report_folder():
+    reports = ReportStore(boto3.Session(region_name="us-east-1"), "b", "${S3BucketPrefix}").root
+    bucket = "arn:${AWS::Partition}:s3:::${S3BucketName}"
+
+    for role in ("InventoryRole", "RotationRole", "NotifierRole"):
+        properties = template("main.yaml")["Resources"][role]["Properties"]
+        statements = [s for p in properties["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        found = [s for s in statements if "Report" in s.get("Sid", "")]
+        assert found, role
+        for statement in found:
+            if statement["Action"] == "s3:ListBucket":
+                assert statement["Resource"] == {"Fn::Sub": bucket}
+                prefix = statement["Condition"]["StringLike"]["s3:prefix"]
+                assert prefix == {"Fn::Sub": f"{reports}*"}
+            else:
+                assert statement["Resource"] == {"Fn::Sub": f"{bucket}/{reports}*"}
 
 
 def test_the_notifier_may_read_the_two_smtp_parameters_only_when_they_are_set():

@@ -175,6 +175,30 @@ def test_malformed_notifier_event_names_the_nested_field(lambda_env, capsys):
     assert [line["event"] for line in log_lines(capsys)] == ["invalid event"]
 
 
+def test_notifier_links_only_report_pages_of_its_own_bucket_prefix(lambda_env, monkeypatch):
+    monkeypatch.setenv(entrypoints.BUCKET, "keyrotation-bucket")
+    monkeypatch.setenv(entrypoints.PREFIX, "asa/asa-iam-rotation")
+    event = {
+        "email": "owner@example.com",
+        "subject": "s",
+        "email_template": "audit.html",
+        "template_values": {
+            "account_id": "111122223333",
+            "account_name": "Payments",
+            "timestamp": "2026-12-04 09:00 UTC",
+            "actions": ["a line"],
+            "rotation_period": 90,
+            "installation_grace_period": 10,
+            "recovery_grace_period": 10,
+            "partition_name": "aws",
+        },
+        "report_page": "other/Reports/dt=2026-12-04/111122223333.html",
+    }
+
+    with pytest.raises(EventError, match=r"'report_page'.*not a report page under"):
+        lambda_handlers.notifier(event, None)
+
+
 def test_force_rotate_accepts_one_name_or_a_list(org, lambda_env):
     account = org.account([UserSpec("bob", (KeySpec(5),)), UserSpec("carol", (KeySpec(5),))])
     old_bob, old_carol = account.key_ids["bob"][0], account.key_ids["carol"][0]
@@ -245,7 +269,8 @@ def test_inventory_starts_one_asynchronous_job_per_active_account(org, lambda_en
     result = lambda_handlers.inventory({"detail-type": "Scheduled Event"}, None)
 
     ids = {a.account_id for a in accounts} | {org.management_id}
-    assert result == {"accounts": len(ids), "function": ROTATION_FUNCTION}
+    # Without a bucket in the environment (a CLI-like run) no report page is written.
+    assert result == {"accounts": len(ids), "function": ROTATION_FUNCTION, "report": ""}
     assert {c["type"] for c in lambda_env.calls} == {"Event"}
     assert {p["account"] for p in lambda_env.to(ROTATION_FUNCTION)} == ids
     assert job(accounts[0]) in lambda_env.to(ROTATION_FUNCTION)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from keyrotation.errors import TemplateError
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
-from keyrotation.notify.render import load_local, render, template_s3_key
+from keyrotation.notify.render import load_local, render, template_s3_key, text_version
 from keyrotation.notify.senders import SesSender
 from keyrotation.pipeline import RunContext, run_organization
 from tests.orgs import ADMIN, KeySpec, UserSpec, keys_of
@@ -54,6 +56,19 @@ def test_default_templates_render_every_placeholder(name):
     for value in ("111122223333", "Payments &lt;script&gt;", "admin@example.com", "AKIA1"):
         assert value in html
     assert "<script>" not in html
+
+
+@pytest.mark.parametrize("name", ["audit.html", "enforce.html"])
+def test_default_templates_link_the_report_page_escaped_or_leave_the_link_out(name):
+    link = 'http://127.0.0.1:5000/b/p.html?X-Amz-Expires=3600&X-Amz-Signature=ab"><script>'
+    linked = render(load_local(name), {**VALUES, "report_link": link})
+    plain = render(load_local(name), VALUES)
+
+    (href,) = re.findall(r'href="([^"]*)"', linked)
+    assert html.unescape(href) == link and "<script>" not in linked
+    assert "compliance report" in linked and link in text_version({**VALUES, "report_link": link})
+    assert "href=" not in plain and "compliance report" not in plain
+    assert "compliance report" not in text_version(VALUES)
 
 
 @pytest.mark.parametrize("name", ["../enforce.html", "x/enforce.html", "", ".hidden"])

@@ -33,9 +33,12 @@ def test_account_rows_come_back_as_one_organization_report_with_a_link(emulator)
         LEDGER.account_id: one_account(LEDGER, key("C", 88)),
     }
 
-    keys = [store.put_account(a, written[a.account_id]) for a in (PAYMENTS, LEDGER)]
-    assessment, accounts = store.read_day(NOW.date())
-    page_key = store.put_page(NOW.date(), to_html(assessment, accounts, []))
+    keys = [
+        store.put_account(PAYMENTS, written[PAYMENTS.account_id]),
+        store.put_account(LEDGER, written[LEDGER.account_id], ["user bob: not read"]),
+    ]
+    assessment, accounts, errors = store.read_day(NOW.date())
+    page_key = store.put_page(NOW.date(), to_html(assessment, accounts, errors))
     link = store.link(page_key, seconds=300)
 
     assert keys == [
@@ -43,6 +46,7 @@ def test_account_rows_come_back_as_one_organization_report_with_a_link(emulator)
         "asa/asa-iam-rotation/Reports/dt=2026-06-15/222222222222.json",
     ]
     assert [a.name for a in accounts] == [PAYMENTS.name, LEDGER.name]
+    assert errors == ["account 222222222222: user bob: not read"]
     expected = [r for a in written.values() for r in a.rows]
     assert [r.to_dict() for r in assessment.rows] == [r.to_dict() for r in expected]
     assert [(e.day, e.user, e.action.kind) for e in assessment.calendar] == [
@@ -52,3 +56,4 @@ def test_account_rows_come_back_as_one_organization_report_with_a_link(emulator)
     with urllib.request.urlopen(link, timeout=10) as response:
         page = response.read().decode()
     assert "&lt;b&gt;Payments&lt;/b&gt;" in page and "app-222" in page
+    assert "account 222222222222: user bob: not read" in page

@@ -13,8 +13,11 @@ import pytest
 
 from keyrotation.aws import credential_report
 from keyrotation.aws.credential_report import ReportedKey, ReportedUser
-from keyrotation.model import KeyRecord
+from keyrotation.compliance.standing import Standing, assess
+from keyrotation.model import Account, KeyRecord
+from keyrotation.pipeline import REPORTED_KEY_ID, RunContext, run_account
 from keyrotation.reasons import Reason
+from keyrotation.report import AccountReport
 from keyrotation.scan import needs_live_read
 from keyrotation.settings import Settings
 from tests.orgs import KeySpec, UserSpec
@@ -210,3 +213,61 @@ def test_an_audit_takes_last_use_from_the_report_and_enforce_reads_it_live(org, 
     assert audit_calls["iam.ListAccessKeys"] == 1, "only the due user is read live"
     assert faults.calls["iam.GetAccessKeyLastUsed"] >= 1, "before a change, last use is live"
     assert [o.action.kind.value for o in enforce.accounts[0].outcomes] == ["ROTATE"]
+
+
+@pytest.mark.parametrize("method", ["report", "per-user"])
+def test_the_run_keeps_every_users_keys_for_the_account_report(org, method):
+    """An audit run; tests/test_deploy.py checks the keys kept after an enforce run's changes."""
+    users = [
+        UserSpec("young", (KeySpec(10),)),
+        UserSpec("expired", (KeySpec(95),)),
+        UserSpec("exempt", (KeySpec(300),), exempt=True),
+        UserSpec("nokeys"),
+    ]
+    account = org.account(users)
+    kept: list[AccountReport] = []
+    context = RunContext(org.settings(ScanMethod=method), datetime.now(UTC), on_scanned=kept.append)
+
+    run_account(
+        org.session, Account(account.account_id, account.name, account.email), context, None
+    )
+
+    (report,) = kept
+    by_user = {u.user.name: u for u in report.keys}
+    assert set(by_user) == {"young", "expired", "exempt", "nokeys"}
+    assert by_user["nokeys"].keys == ()
+    exempt = by_user["exempt"]
+    assert exempt.exempt and [k.key_id for k in exempt.keys] == account.key_ids["exempt"]
+    assert [k.key_id for k in by_user["expired"].keys] == account.key_ids["expired"]
+    (young,) = by_user["young"].keys
+    # The credential report has no key ids: a key it alone showed is listed without one.
+    expected = REPORTED_KEY_ID if method == "report" else account.key_ids["young"][0]
+    assert young.key_id == expected and young.active
+    rows = assess(report.keys, PERIODS, datetime.now(UTC)).rows
+    assert sorted((r.user, r.standing) for r in rows) == [
+        ("exempt", Standing.EXEMPT),
+        ("expired", Standing.OVERDUE),
+        ("young", Standing.COMPLIANT),
+    ]
+
+
+def test_a_broken_report_leaves_the_run_done_and_its_email_sent(org):
+    account = org.account([UserSpec("expired", (KeySpec(95),))])
+    sent: list = []
+
+    def broken(report: AccountReport) -> None:
+        raise RuntimeError("renderer broke")
+
+    context = RunContext(org.settings(), datetime.now(UTC), on_scanned=broken)
+    report = run_account(
+        org.session,
+        Account(account.account_id, account.name, account.email),
+        context,
+        lambda notification: sent.append(notification) or "sent",
+    )
+
+    assert not report.failed and report.notification == "sent"
+    assert [o.user for o in report.outcomes] == ["expired"] and len(sent) == 1
+    assert report.errors == [
+        "compliance report not written: internal error RuntimeError('renderer broke')"
+    ]

@@ -7,7 +7,7 @@ the emails, so it needs only the member role's read permissions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import boto3
@@ -17,22 +17,13 @@ from keyrotation import logs
 from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.session import assume_role
 from keyrotation.errors import AccountError, KeyRotationError
-from keyrotation.model import AccessKey, Account, KeyRecord, User
+from keyrotation.model import Account, UserKeys
 from keyrotation.pipeline import select_accounts
 from keyrotation.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class UserKeys:
-    """One user as read today: its keys, the records kept beside them, and its exemption."""
-
-    account: Account
-    user: User
-    keys: tuple[AccessKey, ...]
-    records: Mapping[str, KeyRecord]
-    exempt: bool = False
+__all__ = ["Inventory", "UserKeys", "read_account", "read_organization"]
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -106,3 +107,14 @@ class Plan:
     @property
     def warnings(self) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if not a.changes)
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    """One user as read today: its keys, the records kept beside them, and its exemption."""
+
+    account: Account
+    user: User
+    keys: tuple[AccessKey, ...]
+    records: Mapping[str, KeyRecord]
+    exempt: bool = False

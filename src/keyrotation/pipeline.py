@@ -33,7 +33,17 @@ from keyrotation.errors import (
     UserGoneError,
 )
 from keyrotation.history.event import HistoryEvent, HistorySink
-from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyRecord, Mode, User
+from keyrotation.model import (
+    AccessKey,
+    Account,
+    Action,
+    ActionKind,
+    KeyRecord,
+    KeyStatus,
+    Mode,
+    User,
+    UserKeys,
+)
 from keyrotation.notify.message import Notification, build, build_for_owner, describe
 from keyrotation.notify.owners import Ownership, decode_lines, encode_lines, journal_key, owner_of
 from keyrotation.notify.unsent import UnsentStore
@@ -52,6 +62,8 @@ Notifier = Callable[[Notification], str]
 # A user's state is read again after changes, so the day's follow-up warnings go out today
 # and a second run on the same day finds nothing new. Three rounds always settle.
 MAX_ROUNDS = 3
+# The key id shown for a key known only from the credential report, which has no key ids.
+REPORTED_KEY_ID = "(not read: credential report)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,8 @@ class RunContext:
     key_checker: KeyChecker | None = None
     unsent: UnsentStore | None = None
     history: HistorySink | None = None
+    # Called after the scan and before the email, with each user's keys kept on the report.
+    on_scanned: Callable[[AccountReport], None] | None = None
 
     @property
     def mode(self) -> Mode:
@@ -195,6 +209,7 @@ def run_account(
         try:
             run = _AccountRun(member, account, context, report)
             run.scan()
+            _scanned(run, report, context)
             run.notify(notifier, partition_of(session))
         finally:
             if context.mode is Mode.ENFORCE:
@@ -252,6 +267,21 @@ def _publish_summary(session: boto3.Session, report: AccountReport, context: Run
     logs.event(log, "summary published", account=account, topic=topic, message_id=message_id)
 
 
+def _scanned(run: _AccountRun, report: AccountReport, context: RunContext) -> None:
+    """Hand the scanned keys on (to the compliance report). It is a by-product of the run:
+    whatever fails in it is an error on the account, and the changes are still told."""
+    if context.on_scanned is None:
+        return
+    report.keys = run.keys()
+    try:
+        context.on_scanned(report)
+    except Exception as exc:
+        report.errors.append(f"compliance report not written: internal error {exc!r}")
+        log.exception(
+            "report not written", extra={"kr_fields": {"account": report.account.account_id}}
+        )
+
+
 class _AccountRun:
     def __init__(
         self, session: boto3.Session, account: Account, context: RunContext, report: AccountReport
@@ -269,6 +299,12 @@ class _AccountRun:
         self.owner_tag = self.settings.ResourceOwnerTag
         self.ownership: dict[str, Ownership] = {}
         self.owner_journal_used = False
+        self.keep_keys = context.on_scanned is not None
+        self._seen: dict[str, UserKeys] = {}
+
+    def keys(self) -> list[UserKeys]:
+        """Each user's keys as last read, in the order the users were listed."""
+        return list(self._seen.values())
 
     def scan(self) -> None:
         """Read the account's user list and exemptions whole before changing anything: a read
@@ -302,6 +338,7 @@ class _AccountRun:
             if user.name in exempt:
                 self.report.users_exempt += 1
                 self._log("user exempt", user.name)
+                self._keep_exempt(user, reported_last_use)
                 if user.name in self.context.forced_users:
                     self.report.skipped.append(
                         f"user {user.name}: forced rotation not done, the user is exempt"
@@ -309,6 +346,7 @@ class _AccountRun:
                 continue
             self.report.users_scanned += 1
             if not read_live:
+                self._keep_reported(user, reported_last_use or {})
                 continue
             try:
                 # An audit changes nothing, so the report's last use stands in for a live read.
@@ -343,7 +381,33 @@ class _AccountRun:
             ) from exc
         if self.owner_tag:
             self.ownership[user.name] = owner_of(user.name, lifecycle.tags, self.owner_tag)
+        if self.keep_keys:
+            self._seen[user.name] = UserKeys(self.account, user, tuple(keys), lifecycle.records)
         return keys, lifecycle
+
+    def _keep_exempt(self, user: User, reported_last_use: ReportedLastUse | None) -> None:
+        """An exempt user is never decided on; the report still lists its keys."""
+        if not self.keep_keys:
+            return
+        try:
+            keys = self.iam.access_keys(user.name, reported_last_use)
+        except (KeyRotationError, *AWS_ERRORS) as exc:
+            self.report.not_scanned.append(f"user {user.name}: keys not read for the report")
+            self._log("user not scanned", user.name, logging.ERROR, error=str(exc))
+            return
+        self._seen[user.name] = UserKeys(self.account, user, tuple(keys), {}, exempt=True)
+
+    def _keep_reported(self, user: User, reported_last_use: ReportedLastUse) -> None:
+        """A user the credential report showed with one young active key and nothing due.
+
+        The report has no key ids, so the key is listed under REPORTED_KEY_ID."""
+        if not self.keep_keys:
+            return
+        keys = tuple(
+            AccessKey(REPORTED_KEY_ID, KeyStatus.ACTIVE, created, last_used)
+            for created, last_used in reported_last_use.items()
+        )
+        self._seen[user.name] = UserKeys(self.account, user, keys, {})
 
     def _user(self, user: User, reported_last_use: ReportedLastUse | None = None) -> None:
         forced = user.name in self.context.forced_users

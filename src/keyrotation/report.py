@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from keyrotation.model import Account, Action, ActionKind, Mode
+from keyrotation.model import Account, Action, ActionKind, Mode, UserKeys
 
 
 class Status:
@@ -63,6 +63,8 @@ class AccountReport:
     owner_earlier: dict[str, list[str]] = field(default_factory=dict)
     owner_mails: dict[str, str] = field(default_factory=dict)
     owner_fallbacks: list[str] = field(default_factory=list)
+    # Each user's keys as last read, for the compliance report; kept only when it is written.
+    keys: list[UserKeys] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:

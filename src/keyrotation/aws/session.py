@@ -32,10 +32,14 @@ def base_session() -> boto3.Session:
     return session
 
 
-def client(session: boto3.Session, service: str, region: str | None = None):
+def client(
+    session: boto3.Session, service: str, region: str | None = None, config: Config | None = None
+):
     with _CLIENT_LOCK:
         return session.client(
-            service, region_name=region or session.region_name, config=CLIENT_CONFIG
+            service,
+            region_name=region or session.region_name,
+            config=CLIENT_CONFIG.merge(config) if config else CLIENT_CONFIG,
         )
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -107,7 +108,13 @@ def to_json(assessment: Assessment, errors: list[str]) -> str:
     )
 
 
-def to_html(assessment: Assessment, accounts: list[Account], errors: list[str]) -> str:
+def to_html(
+    assessment: Assessment,
+    accounts: list[Account],
+    errors: list[str],
+    missing: Sequence[Account] = (),
+) -> str:
+    """The page; `missing` are accounts expected on the page whose rows are not there."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -123,6 +130,7 @@ def to_html(assessment: Assessment, accounts: list[Account], errors: list[str]) 
         standings=list(Standing),
         texts=STANDING_TEXT,
         errors=errors,
+        missing=missing,
     )
 
 

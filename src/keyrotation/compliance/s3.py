@@ -1,10 +1,12 @@
 """The report in the deployment's bucket: each account's rows, the organization's page, links.
 
     <prefix>/Reports/dt=YYYY-MM-DD/<account id>.json    one account's rows and calendar
+    <prefix>/Reports/dt=YYYY-MM-DD/<account id>.html    that account's page
     <prefix>/Reports/dt=YYYY-MM-DD/report.html          the organization's page
 
-The rotation function writes its account's rows; the inventory function reads them back and
-writes the page; an email links to the page with a presigned URL that expires soon.
+The rotation function writes its account's rows and page; the inventory function reads a
+finished day's rows back and writes the organization's page; the notifier links the account's
+email to the account's page with a presigned URL that expires soon.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from datetime import UTC, date, datetime
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation.aws.session import client
@@ -21,12 +24,15 @@ from keyrotation.compliance.standing import Assessment, KeyRow, Standing
 from keyrotation.errors import KeyRotationError
 from keyrotation.forecast import ForecastEvent
 from keyrotation.model import AccessKey, Account, Action, ActionKind, KeyStatus, Periods
-from keyrotation.permissions import NOTIFIER, OPERATOR, ROTATION, requires
+from keyrotation.permissions import INVENTORY, NOTIFIER, ROTATION, requires
 from keyrotation.reasons import Reason
 
 FOLDER = "Reports"
 PAGE = "report.html"
 LINK_SECONDS = 3600
+# botocore may presign S3 URLs with Signature Version 2, which buckets made since June 2020
+# refuse; Signature Version 4 works for every bucket.
+SIGNING = Config(signature_version="s3v4")
 
 
 class ReportStoreError(KeyRotationError):
@@ -36,29 +42,61 @@ class ReportStoreError(KeyRotationError):
 class ReportStore:
     def __init__(self, session: boto3.Session, bucket: str, prefix: str):
         self._s3 = client(session, "s3")
+        self._signer = client(session, "s3", config=SIGNING)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
 
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}/{FOLDER}/" if self.prefix else f"{FOLDER}/"
+
     def folder(self, day: date) -> str:
-        start = f"{self.prefix}/" if self.prefix else ""
-        return f"{start}{FOLDER}/dt={day.isoformat()}/"
+        return f"{self.root}dt={day.isoformat()}/"
 
     @requires(ROTATION, "s3:PutObject")
-    def put_account(self, account: Account, assessment: Assessment) -> str:
+    def put_account(
+        self, account: Account, assessment: Assessment, errors: list[str] | None = None
+    ) -> str:
         """One account's rows and calendar; `assessment` holds that account only."""
         key = f"{self.folder(assessment.generated.date())}{account.account_id}.json"
-        document = json.loads(to_json(assessment, []))
+        document = json.loads(to_json(assessment, errors or []))
         document["account"] = {"account_id": account.account_id, "name": account.name}
         document["periods"] = vars(assessment.periods)
         self._put(key, json.dumps(document).encode(), "application/json")
         return key
 
-    @requires(OPERATOR, "s3:ListBucket", "s3:GetObject")
-    def read_day(self, day: date) -> tuple[Assessment, list[Account]]:
-        """Every account's rows written on `day`, as one assessment."""
+    @requires(ROTATION, "s3:PutObject")
+    def put_account_page(self, account: Account, day: date, html: str) -> str:
+        key = f"{self.folder(day)}{account.account_id}.html"
+        self._put(key, html.encode(), "text/html; charset=utf-8")
+        return key
+
+    @requires(INVENTORY, "s3:ListBucket")
+    def latest_day(self, before: date) -> date | None:
+        """The latest day before `before` that has report rows, or None."""
+        days = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.root, Delimiter="/"
+            )
+            for common in (c for page in pages for c in page.get("CommonPrefixes", [])):
+                name = common["Prefix"].removeprefix(self.root).strip("/")
+                if name.startswith("dt="):
+                    days.append(date.fromisoformat(name.removeprefix("dt=")))
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            raise ReportStoreError(
+                f"Cannot list the report days under s3://{self.bucket}/{self.root}: {exc}"
+            ) from exc
+        return max((d for d in days if d < before), default=None)
+
+    @requires(INVENTORY, "s3:ListBucket", "s3:GetObject")
+    def read_day(self, day: date) -> tuple[Assessment, list[Account], list[str]]:
+        """Every account's rows written on `day`, as one assessment, and what each account
+        could not read (users not scanned), named after the account."""
         folder = self.folder(day)
         assessment: Assessment | None = None
         accounts = []
+        errors = []
         try:
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=folder
@@ -67,8 +105,10 @@ class ReportStore:
                 if not item["Key"].endswith(".json"):
                     continue
                 body = self._s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
-                part = _assessment(json.loads(body))
-                accounts.append(part.rows[0].account if part.rows else _account(json.loads(body)))
+                document = json.loads(body)
+                part = _assessment(document)
+                accounts.append(part.rows[0].account if part.rows else _account(document))
+                errors += [f"account {accounts[-1].account_id}: {e}" for e in document["errors"]]
                 if assessment is None:
                     assessment = part
                 else:
@@ -80,18 +120,33 @@ class ReportStore:
             ) from exc
         if assessment is None:
             raise ReportStoreError(f"No report rows under s3://{self.bucket}/{folder}")
-        return assessment, accounts
+        return assessment, accounts, errors
 
-    @requires(OPERATOR, "s3:PutObject")
+    @requires(INVENTORY, "s3:PutObject")
     def put_page(self, day: date, html: str) -> str:
         key = f"{self.folder(day)}{PAGE}"
         self._put(key, html.encode(), "text/html; charset=utf-8")
         return key
 
+    def is_page(self, key: str) -> bool:
+        """Whether `key` names a page this store writes, and nothing else in the bucket."""
+        name = key.removeprefix(self.root)
+        parts = name.split("/")
+        return (
+            key.startswith(self.root)
+            and len(parts) == 2
+            and parts[0].startswith("dt=")
+            and parts[1].endswith(".html")
+            and ".." not in key
+        )
+
     @requires(NOTIFIER, "s3:GetObject")
     def link(self, key: str, seconds: int = LINK_SECONDS) -> str:
-        """A presigned GET URL; it carries the signer's rights, so keep the expiry short."""
-        return self._s3.generate_presigned_url(
+        """A presigned GET URL; it carries the signer's rights, so keep the expiry short.
+
+        Signing makes no call: the GET made with the URL is checked against the notifier's
+        role, which may read only the report pages and the email templates."""
+        return self._signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
         )
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from keyrotation import logs
 from keyrotation.aws.session import assume_role_arn, base_session, client
 from keyrotation.aws.templates import load_from_bucket
-from keyrotation.errors import AccountError
+from keyrotation.compliance.publish import AccountPage, write_organization_page
+from keyrotation.compliance.s3 import ReportStore, ReportStoreError
+from keyrotation.errors import AccountError, EventError
 from keyrotation.handlers.events import NotifyEvent, RotationEvent, parse
 from keyrotation.history.s3 import S3History
 from keyrotation.model import Account
@@ -43,15 +46,19 @@ DEFAULT_PREFIX = "asa/asa-iam-rotation"
 
 # What each entry point reads from its environment besides the settings (settings.NAMES).
 # The main stack must set exactly these; tests/test_deploy*.py holds the two to each other.
-INVENTORY_ENVIRONMENT = (ROTATION_FUNCTION, ORG_MANAGEMENT_ROLE)
+INVENTORY_ENVIRONMENT = (ROTATION_FUNCTION, ORG_MANAGEMENT_ROLE, BUCKET, PREFIX)
 ROTATION_ENVIRONMENT = (NOTIFIER_FUNCTION, BUCKET, PREFIX)
 NOTIFIER_ENVIRONMENT = (BUCKET, PREFIX)
 
 
 def inventory(
-    event: Any, session: boto3.Session | None = None, environ: Mapping[str, str] | None = None
+    event: Any,
+    session: boto3.Session | None = None,
+    environ: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """List the ACTIVE accounts and start one rotation job per account, asynchronously.
+    """List the ACTIVE accounts, start one rotation job per account, asynchronously, and write
+    the organization's report page of the last finished day.
 
     The listing runs in the management account when OrgManagementRoleArn names a role there;
     without it, this account must be the management account or a delegated administrator.
@@ -83,12 +90,13 @@ def inventory(
             )
             continue
         logs.event(log, "rotation job started", account=account.account_id, function=function)
+    page = _organization_page(session, environ, accounts, now or datetime.now(UTC))
     if failed:
         raise AccountError(
             f"Rotation jobs for account(s) {', '.join(failed)} could not be started on "
             f"{function}; the other {len(accounts) - len(failed)} were started"
         )
-    return {"accounts": len(accounts), "function": function}
+    return {"accounts": len(accounts), "function": function, "report": page}
 
 
 def rotate_account(
@@ -103,17 +111,21 @@ def rotate_account(
     session = session or base_session()
     overrides = {} if request.dryrun is None else {"DryRunFlag": request.dryrun}
     settings = load_settings(environ=environ, overrides=overrides)
+    now = now or datetime.now(UTC)
+    store = _report_store(session, environ)
+    page = AccountPage(store, settings.periods, now) if store else None
     context = RunContext(
         settings,
-        now=now or datetime.now(UTC),
+        now=now,
         forced_users=frozenset(request.ForceRotate),
         forced_users_must_exist=True,
         unsent=_unsent_store(session, environ),
         history=_history(session, environ),
+        on_scanned=page,
     )
     account = Account(request.account, request.name, request.email)
-    report = run_account(session, account, context, _notifier(session, settings, environ))
-    return report.to_dict()
+    report = run_account(session, account, context, _notifier(session, settings, environ, page))
+    return {**report.to_dict(), "report_page": page.page if page else ""}
 
 
 def notify(
@@ -130,12 +142,20 @@ def notify(
         template=request.email_template,
         values=request.template_values.model_dump(),
     )
+    link = _page_link(session, environ, request.report_page)
+    if link:
+        notification = replace(notification, values={**notification.values, "report_link": link})
     source = _template(session, environ, request.email_template)
     status = deliver(notification, source, mail_sender(session, settings))
     return {"status": status}
 
 
-def _notifier(session: boto3.Session, settings: Settings, environ: Mapping[str, str]) -> Notifier:
+def _notifier(
+    session: boto3.Session,
+    settings: Settings,
+    environ: Mapping[str, str],
+    page: AccountPage | None = None,
+) -> Notifier:
     """Hand the payload to the notifier function when deployed; send directly otherwise."""
     function = environ.get(NOTIFIER_FUNCTION)
 
@@ -147,6 +167,8 @@ def _notifier(session: boto3.Session, settings: Settings, environ: Mapping[str, 
             "email_template": notification.template,
             "template_values": notification.values,
         }
+        if page is not None and page.page:
+            payload["report_page"] = page.page
         if function:
             _invoke(session, function, payload)
             return f"handed to {function}"
@@ -160,6 +182,38 @@ def _history(session: boto3.Session, environ: Mapping[str, str]) -> S3History | 
     """Each change and notice, as JSON Lines in the bucket, partitioned by date for Athena."""
     bucket = environ.get(BUCKET)
     return S3History(session, bucket, environ.get(PREFIX, DEFAULT_PREFIX)) if bucket else None
+
+
+def _report_store(session: boto3.Session, environ: Mapping[str, str]) -> ReportStore | None:
+    bucket = environ.get(BUCKET)
+    return ReportStore(session, bucket, environ.get(PREFIX, DEFAULT_PREFIX)) if bucket else None
+
+
+def _organization_page(
+    session: boto3.Session, environ: Mapping[str, str], accounts: list[Account], now: datetime
+) -> str:
+    """Written after the jobs are started, so a report that fails never holds up a rotation."""
+    store = _report_store(session, environ)
+    if store is None:
+        return ""
+    try:
+        return write_organization_page(store, accounts, now)
+    except ReportStoreError as exc:
+        logs.event(log, "organization report not written", logging.ERROR, error=str(exc))
+        return f"failed: {exc}"
+
+
+def _page_link(session: boto3.Session, environ: Mapping[str, str], key: str) -> str:
+    """A short-lived link to the account's page; none without a bucket or a page."""
+    store = _report_store(session, environ)
+    if not key or store is None:
+        return ""
+    if not store.is_page(key):
+        raise EventError(
+            f"Invalid event: field 'report_page': {key!r} is not a report page under "
+            f"s3://{store.bucket}/{store.root}"
+        )
+    return store.link(key)
 
 
 def _unsent_store(session: boto3.Session, environ: Mapping[str, str]) -> UnsentStore | None:

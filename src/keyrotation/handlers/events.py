@@ -12,6 +12,8 @@ from keyrotation.settings import EmailAddress
 
 USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 ACCOUNT_ID = re.compile(r"\d{12}")
+# Under any prefix main.yaml's S3BucketPrefix allows.
+REPORT_PAGE = re.compile(r"([A-Za-z0-9!_.*'()-]+/)*Reports/dt=\d{4}-\d{2}-\d{2}/\d{12}\.html")
 
 
 class _Event(BaseModel):
@@ -76,6 +78,15 @@ class NotifyEvent(_Event):
     subject: str = Field(min_length=1, max_length=998)
     email_template: str = Field(min_length=1)
     template_values: TemplateValues
+    # The bucket key of the account's report page, from the rotation function; empty for none.
+    report_page: str = Field(default="", max_length=1024)
+
+    @field_validator("report_page")
+    @classmethod
+    def _page(cls, value: str) -> str:
+        if value and not REPORT_PAGE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a <prefix>/Reports/dt=<date>/<account id>.html key")
+        return value
 
 
 def parse(model: type[_Event], event: Any) -> Any:

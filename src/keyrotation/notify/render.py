@@ -62,6 +62,8 @@ def text_version(values: dict[str, Any]) -> str:
         "",
         *[str(line) for line in values.get("actions", [])],
     ]
+    if values.get("report_link"):
+        lines += ["", f"The account's compliance report (for an hour): {values['report_link']}"]
     return "\n".join(lines) + "\n"
 
 
