@@ -100,6 +100,8 @@ def test_member_role_is_scoped_to_users_and_this_tools_secrets():
         service = action.split(":")[0]
         if action in {"iam:GenerateCredentialReport", "iam:GetCredentialReport"}:
             assert resources == ["*"], "IAM offers no resource for the credential report"
+        elif action == "secretsmanager:ListSecrets":
+            assert resources == ["*"], "ListSecrets takes no resource"
         elif service == "iam" and action != "iam:GetGroup":
             assert resources == [f"{account}user/*"], action
         elif action == "iam:GetGroup":

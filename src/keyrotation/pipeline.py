@@ -19,7 +19,7 @@ from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.lock import AccountBusy, AccountLock
 from keyrotation.aws.organizations import list_accounts
 from keyrotation.aws.records import Lifecycle
-from keyrotation.aws.secrets import SecretStore
+from keyrotation.aws.secrets import CENTRAL_KEY_ALIAS, SecretStore, central_prefix
 from keyrotation.aws.session import assume_role, partition_of
 from keyrotation.aws.sts import KeyChecker
 from keyrotation.errors import (
@@ -190,8 +190,16 @@ def run_account(
         if context.mode is Mode.ENFORCE:
             lock.acquire()
         try:
-            run = _AccountRun(member, account, context, report)
+            run = _AccountRun(
+                member,
+                account,
+                context,
+                report,
+                secret_store(session, member, account, context.settings),
+            )
             run.scan()
+            if context.mode is Mode.ENFORCE:
+                run.replicate()
             run.notify(notifier, partition_of(session))
         finally:
             if context.mode is Mode.ENFORCE:
@@ -226,9 +234,25 @@ def run_account(
     return report
 
 
+def secret_store(
+    session: boto3.Session, member: boto3.Session, account: Account, settings: Settings
+) -> SecretStore:
+    """The account's users' secrets: in the account itself, or in the main account (written
+    with the deployment's own session, so the member role needs no rights on them)."""
+    regions = settings.CredentialReplicationRegions
+    if settings.StoreSecretsInCentralAccount:
+        return SecretStore(session, central_prefix(account.account_id), CENTRAL_KEY_ALIAS, regions)
+    return SecretStore(member, regions=regions)
+
+
 class _AccountRun:
     def __init__(
-        self, session: boto3.Session, account: Account, context: RunContext, report: AccountReport
+        self,
+        session: boto3.Session,
+        account: Account,
+        context: RunContext,
+        report: AccountReport,
+        secrets: SecretStore,
     ):
         self.account = account
         self.context = context
@@ -236,7 +260,7 @@ class _AccountRun:
         self.today = context.now.date()
         self.report = report
         self.iam = IamAccount(session, self.settings.ListPageSize)
-        self.secrets = SecretStore(session)
+        self.secrets = secrets
         checker = context.key_checker or KeyChecker(session.region_name or "us-east-1")
         self.rotator = Rotator(self.iam, self.secrets, checker, self.today)
         self.journal = context.unsent if context.mode is Mode.ENFORCE else None
@@ -289,6 +313,42 @@ class _AccountRun:
             except (KeyRotationError, *AWS_ERRORS) as exc:
                 self.report.errors.append(f"user {user.name}: {explain(exc)}")
                 self._log("user failed", user.name, logging.ERROR, error=str(exc))
+
+    def replicate(self) -> None:
+        """Start each missing or failed replica; a failure is reported and retried next run."""
+        try:
+            missing = self.secrets.missing_replicas()
+        except AWS_ERRORS as exc:
+            self.report.errors.append(
+                f"replicas not checked, the next run tries again: {explain(exc)}"
+            )
+            return
+        for replica in missing:
+            where = f"secret {replica.secret}: replica in {replica.region}"
+            try:
+                done = self.secrets.replicate(replica).done
+            except AWS_ERRORS as exc:
+                self.report.errors.append(
+                    f"{where} failed, the next run tries again: {explain(exc)}"
+                )
+                logs.event(
+                    log,
+                    "replica failed",
+                    logging.ERROR,
+                    account=self.account.account_id,
+                    secret=replica.secret,
+                    region=replica.region,
+                    error=str(exc),
+                )
+                continue
+            self.report.recoveries.append(f"{where} {done}")
+            logs.event(
+                log,
+                "replica started",
+                account=self.account.account_id,
+                secret=replica.secret,
+                region=replica.region,
+            )
 
     def _check_forced_users(self, names: set[str]) -> None:
         missing = sorted(self.context.forced_users - names)

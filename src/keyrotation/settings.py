@@ -32,6 +32,7 @@ from keyrotation.model import Mode, Periods
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+", re.ASCII)
 TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 IAM_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
 
 
 def _check_email(value: str) -> str:
@@ -68,6 +69,10 @@ class Settings(BaseModel):
     ScanMethod: Literal["report", "per-user"] = "report"
     # IAM and STS throttle per account and per caller; a few accounts at once stay well below.
     MaxConcurrentAccounts: int = Field(4, ge=1, le=32)
+    # Where new keys are kept: the main account's Secrets Manager instead of each user's own
+    # account, and the regions each secret is replicated to.
+    StoreSecretsInCentralAccount: bool = False
+    CredentialReplicationRegions: tuple[str, ...] = ()
 
     @field_validator("DryRunFlag", mode="before")
     @classmethod
@@ -80,6 +85,30 @@ class Settings(BaseModel):
                 return False
             raise ValueError("must be True (audit mode) or False (enforce mode)")
         return value
+
+    @field_validator("StoreSecretsInCentralAccount", mode="before")
+    @classmethod
+    def _central(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in {"true", "false"}:
+                return lowered == "true"
+            raise ValueError("must be True (the main account keeps every secret) or False")
+        return value
+
+    @field_validator("CredentialReplicationRegions", mode="before")
+    @classmethod
+    def _regions(cls, value: Any) -> Any:
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple):
+            return value
+        regions = tuple(str(name).strip() for name in names if str(name).strip())
+        for region in regions:
+            if not REGION.fullmatch(region):
+                raise ValueError(f"{region!r} is not a region name such as eu-west-1")
+        if len(set(regions)) != len(regions):
+            raise ValueError("names a region twice")
+        return regions
 
     @field_validator("EmailTemplateAudit", "EmailTemplateEnforce")
     @classmethod
