@@ -1,0 +1,158 @@
+"""Where new keys are kept: the central store in the main account, and replica regions."""
+
+from __future__ import annotations
+
+import json
+
+from keyrotation.aws.iam import SECRET_POLICY_NAME
+from keyrotation.aws.secrets import CENTRAL_KEY_ALIAS, central_prefix, secret_name
+from keyrotation.emulator.sample import use_key
+from tests.orgs import KeySpec, UserSpec, keys_of, secret_of
+
+# moto accepts a KmsKeyId it does not know; on AWS the main stack makes the key and alias.
+CENTRAL = {"StoreSecretsInCentralAccount": True, "DryRunFlag": False}
+
+
+def central_names(org) -> list[str]:
+    listed = org.session.client("secretsmanager").list_secrets()["SecretList"]
+    return sorted(s["Name"] for s in listed)
+
+
+def test_same_user_name_in_two_accounts_gets_two_central_secrets(org):
+    first = org.account([UserSpec("alice", (KeySpec(95),))])
+    second = org.account([UserSpec("alice", (KeySpec(95),))])
+
+    report = org.run([first, second], **CENTRAL)
+
+    assert report.clean, report.to_dict()
+    assert central_names(org) == sorted(
+        f"{central_prefix(a.account_id)}{secret_name('alice')}" for a in (first, second)
+    )
+    for account in (first, second):
+        secret = secret_of(account, "alice", org.session)
+        assert secret["AccessKeyId"] in keys_of(account, "alice")
+        identity = use_key(secret["AccessKeyId"], secret["SecretAccessKey"])
+        assert identity == f"arn:aws:iam::{account.account_id}:user/alice"
+        assert account.session.client("secretsmanager").list_secrets()["SecretList"] == []
+
+
+def test_central_secret_admits_only_its_user_and_the_user_may_read_only_it(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),), path="/team/")])
+
+    org.run([account], **CENTRAL)
+
+    secrets = org.session.client("secretsmanager")
+    name = f"{central_prefix(account.account_id)}{secret_name('alice')}"
+    described = secrets.describe_secret(SecretId=name)
+    assert described["KmsKeyId"] == CENTRAL_KEY_ALIAS
+    user = account.session.client("iam").get_user(UserName="alice")["User"]
+    policy = json.loads(secrets.get_resource_policy(SecretId=name)["ResourcePolicy"])
+    read = ["secretsmanager:GetSecretValue"]
+    assert policy["Statement"] == [
+        {
+            "Sid": "OwnerReads",
+            "Effect": "Allow",
+            "Principal": {"AWS": user["Arn"]},
+            "Action": read,
+            "Resource": "*",
+        },
+        {
+            "Sid": "NobodyElseReads",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": read,
+            "Resource": "*",
+            "Condition": {"StringNotEquals": {"aws:userid": user["UserId"]}},
+        },
+    ]
+    inline = account.session.client("iam").get_user_policy(
+        UserName="alice", PolicyName=SECRET_POLICY_NAME
+    )["PolicyDocument"]
+    assert inline["Statement"] == [
+        {
+            "Sid": "ReadOwnAccessKeySecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": described["ARN"],
+        },
+        {
+            "Sid": "DecryptOwnSecretThroughSecretsManager",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": f"arn:aws:kms:*:{org.management_id}:key/*",
+            "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
+        },
+    ]
+    # moto looks a secret ARN up in the caller's own account and evaluates neither resource
+    # policies nor KMS key policies, so a cross-account read (allowed or refused) cannot be
+    # tried on it; the documents above and the key policy in main.yaml are what AWS enforces.
+
+
+def test_secret_is_replicated_to_each_region(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+
+    report = org.run([account], DryRunFlag=False, CredentialReplicationRegions="eu-west-1")
+
+    assert report.clean, report.to_dict()
+    replica = replica_of(account, "alice", "eu-west-1")
+    assert replica == secret_of(account, "alice")
+    (note,) = report.accounts[0].recoveries
+    assert "replica in eu-west-1 was replicated" in note
+    inline = account.session.client("iam").get_user_policy(
+        UserName="alice", PolicyName=SECRET_POLICY_NAME
+    )["PolicyDocument"]
+    arn = account.session.client("secretsmanager").describe_secret(SecretId=secret_name("alice"))[
+        "ARN"
+    ]
+    assert inline["Statement"][0]["Resource"] == [arn, arn.replace("us-east-1", "eu-west-1")]
+
+
+def test_failed_replica_is_reported_then_made_on_the_next_run(org, faults):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    faults.fail("secrets-manager", "ReplicateSecretToRegions")
+
+    first = org.run([account], DryRunFlag=False, CredentialReplicationRegions="eu-west-1")
+
+    assert faults.fired
+    (error,) = first.accounts[0].errors
+    assert "replica in eu-west-1 failed, the next run tries again" in error
+    assert len(keys_of(account, "alice")) == 2, "the rotation itself went through"
+    assert not replicas_in(account, "eu-west-1")
+
+    second = org.run([account], DryRunFlag=False, CredentialReplicationRegions="eu-west-1")
+
+    assert second.clean, second.to_dict()
+    assert replica_of(account, "alice", "eu-west-1") == secret_of(account, "alice")
+
+
+def test_central_secrets_are_replicated_with_the_central_key(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+
+    org.run([account], CredentialReplicationRegions="us-west-2", **CENTRAL)
+
+    name = f"{central_prefix(account.account_id)}{secret_name('alice')}"
+    west = org.session.client("secretsmanager", region_name="us-west-2")
+    value = west.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"]
+    assert json.loads(value) == secret_of(account, "alice", org.session)
+    assert not replicas_in(account, "us-west-2"), "nothing is kept in the member account"
+
+
+def test_audit_run_starts_no_replica(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    org.run([account], DryRunFlag=False)
+
+    report = org.run([account], CredentialReplicationRegions="eu-west-1")
+
+    assert report.accounts[0].recoveries == []
+    assert not replicas_in(account, "eu-west-1")
+
+
+def replicas_in(account, region: str) -> list[str]:
+    client = account.session.client("secretsmanager", region_name=region)
+    return [s["Name"] for s in client.list_secrets()["SecretList"]]
+
+
+def replica_of(account, user: str, region: str) -> dict[str, str]:
+    client = account.session.client("secretsmanager", region_name=region)
+    value = client.get_secret_value(SecretId=secret_name(user), VersionStage="AWSCURRENT")
+    return json.loads(value["SecretString"])
