@@ -17,11 +17,12 @@ import pytest
 import keyrotation
 from keyrotation import permissions
 from keyrotation.aws import records
+from keyrotation.aws.iam import secret_read_policy
 from keyrotation.aws.lock import LOCK_NAME, AccountLock
 from keyrotation.aws.secrets import CENTRAL_KEY_ALIAS, CENTRAL_PREFIX, secret_name
 from keyrotation.handlers.lambda_handlers import RUNTIME_ACTIONS
 from keyrotation.notify.unsent import BucketStore
-from keyrotation.permissions import INVENTORY, MEMBER, NOTIFIER, ROTATION, actions_for
+from keyrotation.permissions import INVENTORY, KEY_HOLDER, MEMBER, NOTIFIER, ROTATION, actions_for
 from tests.test_deploy_templates import template
 
 for _module in pkgutil.walk_packages(keyrotation.__path__, "keyrotation."):
@@ -210,3 +211,11 @@ def test_rotation_role_writes_central_secrets_only_under_the_prefix():
         "Fn::Sub": f"arn:${{AWS::Partition}}:secretsmanager:*:${{AWS::AccountId}}:secret:"
         f"{CENTRAL_PREFIX}*"
     }
+
+
+def test_users_own_policy_grants_what_install_key_calls():
+    arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:User_alice_AccessKey-AbCdEf"
+    for encrypted in (False, True):
+        (read, *_) = secret_read_policy(arn, (), encrypted)["Statement"]
+
+        assert actions_for(KEY_HOLDER) <= set(read["Action"])
