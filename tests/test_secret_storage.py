@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import json
 
+import boto3
+import pytest
+from botocore.stub import Stubber
+
 from keyrotation.aws.iam import SECRET_POLICY_NAME
-from keyrotation.aws.secrets import CENTRAL_KEY_ALIAS, central_prefix, secret_name
+from keyrotation.aws.secrets import (
+    CENTRAL_KEY_ALIAS,
+    Replica,
+    SecretStore,
+    central_prefix,
+    secret_name,
+)
 from keyrotation.emulator.sample import use_key
 from tests.orgs import KeySpec, UserSpec, keys_of, secret_of
 
@@ -145,6 +155,45 @@ def test_audit_run_starts_no_replica(org):
 
     assert report.accounts[0].recoveries == []
     assert not replicas_in(account, "eu-west-1")
+
+
+# moto replicates at once; AWS can answer Failed or InProgress, recorded here by hand.
+@pytest.mark.parametrize(
+    ("status", "calls", "done"),
+    [
+        ("Failed", ["remove", "replicate"], "was replicated after it failed (quota reached)"),
+        ("InProgress", [], "is still being replicated"),
+    ],
+)
+def test_failed_replica_is_removed_and_started_again(status, calls, done):
+    session = boto3.Session("AKIAEXAMPLE", "example", region_name="us-east-1")
+    store = SecretStore(
+        session, "keyrotation/users/111122223333/", CENTRAL_KEY_ALIAS, ("eu-west-1",)
+    )
+    name = f"keyrotation/users/111122223333/{secret_name('alice')}"
+    stub = Stubber(store._secrets)
+    replication = [{"Region": "eu-west-1", "Status": status, "StatusMessage": "quota reached"}]
+    stub.add_response("describe_secret", {"ReplicationStatus": replication}, {"SecretId": name})
+    if "remove" in calls:
+        stub.add_response(
+            "remove_regions_from_replication",
+            {},
+            {"SecretId": name, "RemoveReplicaRegions": ["eu-west-1"]},
+        )
+        stub.add_response(
+            "replicate_secret_to_regions",
+            {},
+            {
+                "SecretId": name,
+                "AddReplicaRegions": [{"Region": "eu-west-1", "KmsKeyId": CENTRAL_KEY_ALIAS}],
+            },
+        )
+
+    with stub:
+        result = store.replicate(Replica(name, "eu-west-1"))
+
+    stub.assert_no_pending_responses()
+    assert result.done == done
 
 
 def replicas_in(account, region: str) -> list[str]:
