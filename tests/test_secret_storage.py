@@ -93,9 +93,9 @@ def test_central_secret_admits_only_its_user_and_the_user_may_read_only_it(org):
             "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
         },
     ]
-    # moto looks a secret ARN up in the caller's own account and evaluates neither resource
-    # policies nor KMS key policies, so a cross-account read (allowed or refused) cannot be
-    # tried on it; the documents above and the key policy in main.yaml are what AWS enforces.
+    # moto cannot refuse or allow a cross-account read (it finds secrets in the caller's
+    # account only, ignores resource and key policies, and authorizes Secrets Manager calls
+    # against resource "*"), so the documents above and main.yaml's key policy are tested.
 
 
 def test_secret_is_replicated_to_each_region(org):
