@@ -157,6 +157,39 @@ def test_audit_run_starts_no_replica(org):
     assert not replicas_in(account, "eu-west-1")
 
 
+def test_secret_replicated_by_someone_else_gets_no_key_until_the_region_is_configured(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    secrets = account.session.client("secretsmanager")
+    secrets.create_secret(Name=secret_name("alice"))
+    secrets.replicate_secret_to_regions(
+        SecretId=secret_name("alice"), AddReplicaRegions=[{"Region": "ap-south-1"}]
+    )
+
+    refused = org.run([account], DryRunFlag=False)
+
+    (error,) = refused.accounts[0].errors
+    assert "replicas in other regions, which keyrotation did not set up" in error
+    assert len(keys_of(account, "alice")) == 1
+
+    accepted = org.run([account], DryRunFlag=False, CredentialReplicationRegions="ap-south-1")
+
+    assert accepted.clean, accepted.to_dict()
+    assert replica_of(account, "alice", "ap-south-1") == secret_of(account, "alice")
+
+
+def test_central_secret_with_another_accounts_key_gets_no_key(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    name = f"{central_prefix(account.account_id)}{secret_name('alice')}"
+    foreign = "arn:aws:kms:us-east-1:999988887777:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    org.session.client("secretsmanager").create_secret(Name=name, KmsKeyId=foreign)
+
+    report = org.run([account], **CENTRAL)
+
+    (error,) = report.accounts[0].errors
+    assert "a KMS key keyrotation does not use" in error
+    assert len(keys_of(account, "alice")) == 1
+
+
 # moto replicates at once; AWS can answer Failed or InProgress, recorded here by hand.
 @pytest.mark.parametrize(
     ("status", "calls", "done"),

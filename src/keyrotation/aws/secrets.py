@@ -246,7 +246,7 @@ class SecretStore:
             for what, present in (
                 ("a rotation function", described.get("RotationEnabled")),
                 ("replicas in other regions", replicas - set(self.regions)),
-                ("a KMS key of another account", key and not self._own_key(key, described)),
+                ("a KMS key keyrotation does not use", key and not self._own_key(key, described)),
             )
             if present
         ]
