@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
+from keyrotation.aws.secrets import secret_name
 from keyrotation.emulator.sample import SampleAccount, add_users, use_key
 from tests.orgs import UserSpec, keys_of, secret_of
 
@@ -111,6 +112,21 @@ def test_key_from_the_central_secret_replaces_the_profiles_key(org, tmp_path):
     assert f"keyrotation/users/{org.management_id}/User_alice_AccessKey" in result.stdout
 
 
+def test_key_from_a_secret_named_by_its_arn_replaces_the_profiles_key(org, tmp_path):
+    account = org.account()
+    current = holder_with_key(org, account)
+    new = secret_of(account, "alice")
+    arn = account.session.client("secretsmanager").describe_secret(SecretId=secret_name("alice"))[
+        "ARN"
+    ]
+    path, before = credentials_file(tmp_path, current)
+
+    result = install(path, "--secret-arn", arn)
+
+    assert_installed(path, before, current, new, result)
+    assert arn in result.stdout
+
+
 def test_key_that_fails_sts_is_refused_and_nothing_changes(org, tmp_path):
     account = org.account()
     current = holder_with_key(org, account)
@@ -133,6 +149,10 @@ def test_key_that_fails_sts_is_refused_and_nothing_changes(org, tmp_path):
     ("args", "message"),
     [
         ((), "cannot read secret User_alice_AccessKey with profile app"),
+        (
+            ("--secret-arn", "arn:aws:secretsmanager:us-east-1:111122223333:secret:absent"),
+            "cannot read secret arn:aws:secretsmanager:us-east-1:111122223333:secret:absent",
+        ),
         (("--central-account", "12345"), "--central-account expects a 12-digit account id"),
     ],
 )

@@ -69,7 +69,10 @@ def main() -> None:
     try:
         app()
     except (KeyRotationError, NoCredentialsError, BotoCoreError) as exc:
-        err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        # emoji=False: an ARN's ":secret:" would otherwise print as an emoji.
+        err.print(
+            f"error: {exc}", style="red", markup=False, highlight=False, emoji=False, soft_wrap=True
+        )
         sys.exit(2)
 
 
@@ -368,6 +371,7 @@ def install_key_command(
             f"Key {done.new_key_id} from {done.secret_id} is already in {where}; nothing changed.",
             highlight=False,
             markup=False,
+            emoji=False,
             soft_wrap=True,
         )
         return
@@ -382,7 +386,7 @@ def install_key_command(
         "the account's email).",
     )
     for line in lines:
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print(line, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 def local_notifier(
