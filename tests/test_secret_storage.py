@@ -135,6 +135,27 @@ def test_failed_replica_is_reported_then_made_on_the_next_run(org, faults):
     assert replica_of(account, "alice", "eu-west-1") == secret_of(account, "alice")
 
 
+def test_replica_that_secrets_manager_fails_is_reported_then_started_again(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    west = account.session.client("secretsmanager", region_name="eu-west-1")
+    west.create_secret(Name=secret_name("alice"), SecretString="someone else's")
+
+    first = org.run([account], DryRunFlag=False, CredentialReplicationRegions="eu-west-1")
+
+    (error,) = first.accounts[0].errors
+    assert "replica in eu-west-1 failed, the next run tries again" in error
+    assert "already exists in region eu-west-1" in error
+    assert len(keys_of(account, "alice")) == 2, "the rotation itself went through"
+
+    west.delete_secret(SecretId=secret_name("alice"), ForceDeleteWithoutRecovery=True)
+    second = org.run([account], DryRunFlag=False, CredentialReplicationRegions="eu-west-1")
+
+    assert second.clean, second.to_dict()
+    (note,) = second.accounts[0].recoveries
+    assert "was replicated after it failed" in note
+    assert replica_of(account, "alice", "eu-west-1") == secret_of(account, "alice")
+
+
 def test_central_secrets_are_replicated_with_the_central_key(org):
     account = org.account([UserSpec("alice", (KeySpec(95),))])
 

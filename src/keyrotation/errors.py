@@ -63,3 +63,7 @@ class ReportNotReadyError(AccountError):
 
 class InstallError(KeyRotationError):
     """`install-key` could not install the key; the credentials file was not changed."""
+
+
+class ReplicaError(KeyRotationError):
+    """Secrets Manager could not replicate a secret to a region; the next run tries again."""

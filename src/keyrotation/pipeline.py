@@ -28,6 +28,7 @@ from keyrotation.errors import (
     KeyRotationError,
     NotificationError,
     RecordingError,
+    ReplicaError,
     TemplateError,
     UserGoneError,
 )
@@ -327,7 +328,7 @@ class _AccountRun:
             where = f"secret {replica.secret}: replica in {replica.region}"
             try:
                 done = self.secrets.replicate(replica).done
-            except AWS_ERRORS as exc:
+            except (ReplicaError, *AWS_ERRORS) as exc:
                 self.report.errors.append(
                     f"{where} failed, the next run tries again: {explain(exc)}"
                 )

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from keyrotation.aws.iam import NewKey
 from keyrotation.aws.session import client
-from keyrotation.errors import RotationError
+from keyrotation.errors import ReplicaError, RotationError
 from keyrotation.model import User
 from keyrotation.permissions import MEMBER, ROTATION, requires
 
@@ -184,10 +184,10 @@ class SecretStore:
         """Each (secret, region) of `regions` without a replica: one listing per region."""
         if not self.regions:
             return []
-        primaries = self._names(self._secrets, primary=True)
+        primaries = self._names(self.region)
         missing = []
         for region in self.regions:
-            present = self._names(client(self._session, "secretsmanager", region), primary=False)
+            present = self._names(region)
             missing += [Replica(name, region) for name in sorted(primaries - present)]
         return missing
 
@@ -204,7 +204,8 @@ class SecretStore:
         "secretsmanager:RemoveRegionsFromReplication",
     )
     def replicate(self, replica: Replica) -> Replica:
-        """Start the replica; one that failed before is removed and started again."""
+        """Start the replica; one that failed before is removed and started again. Raise
+        ReplicaError when Secrets Manager answers that it failed."""
         described = self._secrets.describe_secret(SecretId=replica.secret)
         status = {r["Region"]: r for r in described.get("ReplicationStatus", [])}
         earlier = status.get(replica.region)
@@ -217,14 +218,23 @@ class SecretStore:
         region = {"Region": replica.region}
         if self.kms_key:
             region["KmsKeyId"] = self.kms_key
-        self._secrets.replicate_secret_to_regions(
+        started = self._secrets.replicate_secret_to_regions(
             SecretId=replica.secret, AddReplicaRegions=[region]
         )
+        now = {r["Region"]: r for r in started.get("ReplicationStatus", [])}.get(replica.region, {})
+        if now.get("Status") == "Failed":
+            raise ReplicaError(now.get("StatusMessage", "Secrets Manager gave no reason"))
         again = f" after it failed ({earlier.get('StatusMessage', '')})" if earlier else ""
         return replace(replica, done=f"was replicated{again}")
 
-    def _names(self, secrets, primary: bool) -> set[str]:
-        """Names of this store's user secrets in the client's region (primaries, or any)."""
+    def _names(self, region: str) -> set[str]:
+        """Names of this store's user secrets in `region` whose primary is in ours: a secret
+        of the same name made there by someone else is no replica of ours."""
+        secrets = (
+            self._secrets
+            if region == self.region
+            else client(self._session, "secretsmanager", region)
+        )
         prefix = f"{self.prefix}User_"
         pages = secrets.get_paginator("list_secrets").paginate(
             Filters=[{"Key": "name", "Values": [prefix]}]
@@ -234,7 +244,7 @@ class SecretStore:
             for page in pages
             for entry in page["SecretList"]
             if entry["Name"].startswith(prefix)
-            and not (primary and entry.get("PrimaryRegion", self.region) != self.region)
+            and entry.get("PrimaryRegion", region) == self.region
         }
 
     def _refuse_foreign(self, name: str, described: dict) -> None:
