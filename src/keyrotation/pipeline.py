@@ -327,7 +327,7 @@ class _AccountRun:
         for replica in missing:
             where = f"secret {replica.secret}: replica in {replica.region}"
             try:
-                done = self.secrets.replicate(replica).done
+                started = self.secrets.replicate(replica)
             except (ReplicaError, *AWS_ERRORS) as exc:
                 self.report.errors.append(
                     f"{where} failed, the next run tries again: {explain(exc)}"
@@ -342,13 +342,16 @@ class _AccountRun:
                     error=str(exc),
                 )
                 continue
-            self.report.recoveries.append(f"{where} {done}")
+            # A first replica goes with its rotation, already told; a retried one is news.
+            if started.retried:
+                self.report.recoveries.append(f"{where} {started.done}")
             logs.event(
                 log,
                 "replica started",
                 account=self.account.account_id,
                 secret=replica.secret,
                 region=replica.region,
+                detail=started.done,
             )
 
     def _check_forced_users(self, names: set[str]) -> None:

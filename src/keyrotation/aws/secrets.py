@@ -63,6 +63,8 @@ class Replica:
     secret: str
     region: str
     done: str = ""
+    # Started again after Secrets Manager failed it on an earlier run.
+    retried: bool = False
 
 
 class SecretStore:
@@ -225,7 +227,7 @@ class SecretStore:
         if now.get("Status") == "Failed":
             raise ReplicaError(now.get("StatusMessage", "Secrets Manager gave no reason"))
         again = f" after it failed ({earlier.get('StatusMessage', '')})" if earlier else ""
-        return replace(replica, done=f"was replicated{again}")
+        return replace(replica, done=f"was replicated{again}", retried=bool(earlier))
 
     def _names(self, region: str) -> set[str]:
         """Names of this store's user secrets in `region` whose primary is in ours: a secret
