@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import time_machine
 
-from keyrotation.aws.secrets import secret_name
+from keyrotation.aws.secrets import central_prefix, secret_name
 from keyrotation.emulator.sample import (
     KeySpec,
     SampleAccount,
@@ -111,10 +111,16 @@ def keys_of(account: SampleAccount, user: str) -> dict[str, str]:
     return {k["AccessKeyId"]: k["Status"] for k in listed}
 
 
-def secret_of(account: SampleAccount, user: str) -> dict[str, str]:
-    """The user's secret value, current stage (moto's default read returns an older one)."""
-    value = account.session.client("secretsmanager").get_secret_value(
-        SecretId=secret_name(user), VersionStage="AWSCURRENT"
+def secret_of(
+    account: SampleAccount, user: str, central: boto3.Session | None = None
+) -> dict[str, str]:
+    """The user's secret value, current stage (moto's default read returns an older one);
+    with `central`, the secret that session's account keeps for the user."""
+    name = central_prefix(account.account_id) if central else ""
+    value = (
+        (central or account.session)
+        .client("secretsmanager")
+        .get_secret_value(SecretId=f"{name}{secret_name(user)}", VersionStage="AWSCURRENT")
     )
     return json.loads(value["SecretString"])
 

@@ -32,6 +32,7 @@ from moto.ses.models import ses_backends
 from moto.utilities.utils import get_partition
 
 from keyrotation import packaging
+from keyrotation.aws.secrets import CENTRAL_KEY_ALIAS, central_prefix, secret_name
 from keyrotation.emulator.sample import SampleAccount
 from keyrotation.handlers import entrypoints, lambda_handlers
 from keyrotation.settings import NAMES, Settings, load_settings, validate_settings
@@ -159,6 +160,8 @@ SETTINGS = {
     "ResourceOwnerTag": "team-email",
     # The deployment fixture makes the topic in the security account and puts its ARN here.
     "SummaryTopicArn": "arn:aws:sns:us-east-1:000000000000:kr-summaries",
+    "StoreSecretsInCentralAccount": "True",
+    "CredentialReplicationRegions": "eu-west-1,us-west-2",
 }
 
 
@@ -466,6 +469,7 @@ def test_failed_jobs_land_in_the_queue_and_the_schedule_starts_the_inventory(dep
 
 def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     org, workload, invokes = deployment.org, deployment.workload, deployment.invokes
+    central = deployment.security.session
     rotation_function = deployment.outputs["RotationFunctionName"]
     notifier_function = deployment.outputs["NotifierFunctionName"]
     old_alice = workload.key_ids["alice"][0]
@@ -544,7 +548,7 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
     workload_keys = {k for u in ("alice", "bob", "carol") for k in keys_of(workload, u)}
     assert len(workload_keys) == 4 and all(key_id in page for key_id in workload_keys)
     rows = read_object(deployment, page_key.replace(".html", ".json"))
-    assert secret_of(workload, "alice")["SecretAccessKey"] not in page + rows + body
+    assert secret_of(workload, "alice", central)["SecretAccessKey"] not in page + rows + body
 
     # And ForceRotate rotates bob's young key on demand.
     deployment.run_as("RotationFunction", monkeypatch)
@@ -563,7 +567,7 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
         for line in lines
     )
     for user in ("alice", "bob"):
-        assert secret_of(workload, user)["SecretAccessKey"] not in log
+        assert secret_of(workload, user, central)["SecretAccessKey"] not in log
     assert PASSWORD not in log
 
 
@@ -709,6 +713,31 @@ def fetch(url: str) -> str:
     assert urlsplit(url).hostname == "127.0.0.1", url
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
+
+
+def test_central_secrets_are_encrypted_with_the_stacks_key_and_replicated(deployment, monkeypatch):
+    workload, central = deployment.workload, deployment.security.session
+    deployment.run_as("RotationFunction", monkeypatch)
+
+    report = lambda_handlers.rotation(job(workload), None)
+
+    assert [(o["user"], o["action"]) for o in report["outcomes"]] == [("alice", "ROTATE")]
+    name = f"{central_prefix(workload.account_id)}{secret_name('alice')}"
+    described = central.client("secretsmanager").describe_secret(SecretId=name)
+    assert described["KmsKeyId"] == CENTRAL_KEY_ALIAS
+    kms = central.client("kms")
+    (alias,) = [a for a in kms.list_aliases()["Aliases"] if a["AliasName"] == CENTRAL_KEY_ALIAS]
+    # moto's CloudFormation keeps the key policy as a dict, and DescribeKey then fails.
+    assert deployment.outputs["SecretsKeyArn"].endswith(f":key/{alias['TargetKeyId']}")
+    regions = SETTINGS["CredentialReplicationRegions"].split(",")
+    assert sorted(r["Region"] for r in described["ReplicationStatus"]) == regions
+    for region in regions:
+        replica = central.client("secretsmanager", region_name=region).get_secret_value(
+            SecretId=name, VersionStage="AWSCURRENT"
+        )
+        assert json.loads(replica["SecretString"]) == secret_of(workload, "alice", central)
+    # The member account keeps no secret of its users, only its lock's while a run holds it.
+    assert workload.session.client("secretsmanager").list_secrets()["SecretList"] == []
 
 
 def granted_by(iam, role: str) -> set[str]:

@@ -44,11 +44,11 @@ def run_with_fault(org, faults, account, mode, call, match, **settings):
     return first, org.run([account], DryRunFlag=False, **settings)
 
 
-def assert_nothing_lost(account, user, original):
+def assert_nothing_lost(account, user, original, central=None):
     """Every key is the user's old key or readable from the secret; an active key remains."""
     keys = keys_of(account, user)
     try:
-        readable = secret_of(account, user)["AccessKeyId"]
+        readable = secret_of(account, user, central)["AccessKeyId"]
     except account.session.client("secretsmanager").exceptions.ResourceNotFoundException:
         readable = None
     orphans = set(keys) - set(original) - {readable}
@@ -114,3 +114,24 @@ def test_deletion_survives_a_fault(org, faults, mode, call):
     assert keys_of(account, "carol") == {new: "Active"}
     tags = account.session.client("iam").list_user_tags(UserName="carol")["Tags"]
     assert not [t for t in tags if old in t["Key"]], "the deleted key's record is forgotten"
+
+
+@pytest.mark.parametrize("mode", ["error", "crash"])
+@pytest.mark.parametrize("call", ROTATION_CALLS, ids=lambda c: f"{c[1]}#{c[2]}")
+def test_rotation_into_the_central_store_survives_a_fault_on_every_change(org, faults, mode, call):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    original = dict(keys_of(account, "alice"))
+
+    _, second = run_with_fault(
+        org, faults, account, mode, call, "alice", StoreSecretsInCentralAccount=True
+    )
+
+    assert_nothing_lost(account, "alice", original, org.session)
+    assert second.clean, second.to_dict()
+    secret = secret_of(account, "alice", org.session)
+    assert len(keys_of(account, "alice")) == 2
+    assert use_key(secret["AccessKeyId"], secret["SecretAccessKey"]).endswith(":user/alice")
+    names = [
+        s["Name"] for s in account.session.client("secretsmanager").list_secrets()["SecretList"]
+    ]
+    assert names == [], "with the central store the member account keeps no secret"

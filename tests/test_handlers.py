@@ -97,6 +97,8 @@ def stack_environment(**values: str) -> dict[str, str]:
         "SMTPPasswordParamName": "",
         "ResourceOwnerTag": "",
         "SummaryTopicArn": "",
+        "StoreSecretsInCentralAccount": "False",
+        "CredentialReplicationRegions": "",
     }
     assert set(settings) == set(NAMES)
     return {

@@ -17,11 +17,12 @@ import pytest
 import keyrotation
 from keyrotation import permissions
 from keyrotation.aws import records
+from keyrotation.aws.iam import secret_read_policy
 from keyrotation.aws.lock import LOCK_NAME, AccountLock
-from keyrotation.aws.secrets import secret_name
+from keyrotation.aws.secrets import CENTRAL_KEY_ALIAS, CENTRAL_PREFIX, secret_name
 from keyrotation.handlers.lambda_handlers import RUNTIME_ACTIONS, VPC_ACTIONS
 from keyrotation.notify.unsent import BucketStore
-from keyrotation.permissions import INVENTORY, MEMBER, NOTIFIER, ROTATION, actions_for
+from keyrotation.permissions import INVENTORY, KEY_HOLDER, MEMBER, NOTIFIER, ROTATION, actions_for
 from tests.test_deploy_templates import template
 
 for _module in pkgutil.walk_packages(keyrotation.__path__, "keyrotation."):
@@ -100,6 +101,8 @@ def test_member_role_is_scoped_to_users_and_this_tools_secrets():
         service = action.split(":")[0]
         if action in {"iam:GenerateCredentialReport", "iam:GetCredentialReport"}:
             assert resources == ["*"], "IAM offers no resource for the credential report"
+        elif action == "secretsmanager:ListSecrets":
+            assert resources == ["*"], "ListSecrets takes no resource"
         elif service == "iam" and action != "iam:GetGroup":
             assert resources == [f"{account}user/*"], action
         elif action == "iam:GetGroup":
@@ -169,3 +172,50 @@ def test_rotation_keeps_unsent_email_lines_only_at_their_keys():
     assert [s["Resource"] for s in journal] == [
         {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{S3BucketName}}/{folder}*"}
     ]
+
+
+def test_central_key_lets_users_decrypt_only_their_accounts_secrets_through_secrets_manager():
+    resources = template("main.yaml")["Resources"]
+    key = resources["SecretsKey"]
+    statements_by_sid = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    users = statements_by_sid["UsersDecryptTheirAccountsSecretsThroughSecretsManager"]
+    service = "secretsmanager.*.amazonaws.com"
+    prefix = "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:"
+
+    assert key["Condition"] == "CentralSecrets"
+    assert resources["SecretsKeyAlias"]["Properties"]["AliasName"] == CENTRAL_KEY_ALIAS
+    assert users["Action"] == "kms:Decrypt" and users["Principal"] == {"AWS": "*"}
+    assert users["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": {"Ref": "AWSOrgID"}},
+        "StringLike": {
+            "kms:ViaService": service,
+            "kms:EncryptionContext:SecretARN": {
+                "Fn::Sub": f"{prefix}{CENTRAL_PREFIX}${{!aws:PrincipalAccount}}/*"
+            },
+        },
+    }
+    rotation = statements_by_sid["RotationStoresSecrets"]
+    assert rotation["Principal"] == {"AWS": {"Fn::GetAtt": ["RotationRole", "Arn"]}}
+    assert rotation["Condition"] == {"StringLike": {"kms:ViaService": service}}
+
+
+def test_rotation_role_writes_central_secrets_only_under_the_prefix():
+    central = [
+        s
+        for s in statements("main.yaml", "RotationRole")
+        if s["Sid"] == "KeepUsersSecretsInThisAccount"
+    ]
+
+    (statement,) = central
+    assert statement["Resource"] == {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:secretsmanager:*:${{AWS::AccountId}}:secret:"
+        f"{CENTRAL_PREFIX}*"
+    }
+
+
+def test_users_own_policy_grants_what_install_key_calls():
+    arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:User_alice_AccessKey-AbCdEf"
+    for encrypted in (False, True):
+        (read, *_) = secret_read_policy(arn, (), encrypted)["Statement"]
+
+        assert actions_for(KEY_HOLDER) <= set(read["Action"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from keyrotation import logs
 from keyrotation.aws.session import base_session
 from keyrotation.compliance.render import to_csv, to_html, to_json
 from keyrotation.compliance.standing import Assessment, Standing, assess
-from keyrotation.errors import KeyRotationError, SettingsError
+from keyrotation.errors import InputError, KeyRotationError, SettingsError
 from keyrotation.forecast import Apps, forecast
 from keyrotation.history.event import HistoryFilter
 from keyrotation.history.local import DEFAULT_FILE, HistoryFile
@@ -68,7 +69,10 @@ def main() -> None:
     try:
         app()
     except (KeyRotationError, NoCredentialsError, BotoCoreError) as exc:
-        err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        # emoji=False: an ARN's ":secret:" would otherwise print as an emoji.
+        err.print(
+            f"error: {exc}", style="red", markup=False, highlight=False, emoji=False, soft_wrap=True
+        )
         sys.exit(2)
 
 
@@ -336,6 +340,53 @@ def package(
     )
     for command in next_steps(built, out_dir, bucket):
         out.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("install-key")
+def install_key_command(
+    profile: Annotated[
+        str, typer.Option(help="Profile of the shared credentials file that holds your key.")
+    ],
+    central_account: Annotated[
+        str | None,
+        typer.Option(
+            help="Account id of the central secrets account (StoreSecretsInCentralAccount)."
+        ),
+    ] = None,
+    secret_arn: Annotated[
+        str | None, typer.Option(help="Your secret's ARN, if you know it.")
+    ] = None,
+) -> None:
+    """Put the new key from your secret into a profile, after checking it with STS."""
+    from keyrotation.install_key import install_key
+
+    if central_account is not None and not re.fullmatch(r"\d{12}", central_account):
+        raise InputError(
+            f"--central-account expects a 12-digit account id, got {central_account!r}"
+        )
+    done = install_key(profile, central_account, secret_arn)
+    where = f"profile {done.profile} of {done.path}"
+    if not done.changed:
+        out.print(
+            f"Key {done.new_key_id} from {done.secret_id} is already in {where}; nothing changed.",
+            highlight=False,
+            markup=False,
+            emoji=False,
+            soft_wrap=True,
+        )
+        return
+    lines = (
+        f"Installed key {done.new_key_id} from {done.secret_id} in {where} "
+        f"(it held {done.old_key_id}).",
+        f"Backup of the file as it was: {done.backup}",
+        f"Restart what uses profile {done.profile}: SDKs and the AWS CLI read the file when a "
+        "process starts, so running services, containers and scheduled jobs keep key "
+        f"{done.old_key_id} until they are restarted.",
+        f"Key {done.old_key_id} stays active until keyrotation deactivates it (the date is in "
+        "the account's email).",
+    )
+    for line in lines:
+        out.print(line, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 def local_notifier(

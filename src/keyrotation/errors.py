@@ -59,3 +59,11 @@ class CredentialReportError(KeyRotationError):
 
 class ReportNotReadyError(AccountError):
     """The credential report was still being generated when the wait ran out: not scanned."""
+
+
+class InstallError(KeyRotationError):
+    """`install-key` could not install the key; the credentials file was not changed."""
+
+
+class ReplicaError(KeyRotationError):
+    """Secrets Manager could not replicate a secret to a region; the next run tries again."""

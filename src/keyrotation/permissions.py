@@ -19,6 +19,8 @@ ROTATION = "rotation"
 NOTIFIER = "notifier"
 # A person reading history with the CLI.
 OPERATOR = "operator"
+# An IAM user installing its own new key (`keyrotation install-key`), with its current key.
+KEY_HOLDER = "key holder"
 
 REGISTRY: dict[str, dict[str, frozenset[str]]] = defaultdict(dict)
 

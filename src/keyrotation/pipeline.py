@@ -20,7 +20,7 @@ from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.lock import AccountBusy, AccountLock
 from keyrotation.aws.organizations import list_accounts
 from keyrotation.aws.records import Lifecycle
-from keyrotation.aws.secrets import SecretStore
+from keyrotation.aws.secrets import CENTRAL_KEY_ALIAS, SecretStore, central_prefix
 from keyrotation.aws.session import assume_role, partition_of
 from keyrotation.aws.sts import KeyChecker
 from keyrotation.errors import (
@@ -29,6 +29,7 @@ from keyrotation.errors import (
     KeyRotationError,
     NotificationError,
     RecordingError,
+    ReplicaError,
     TemplateError,
     UserGoneError,
 )
@@ -207,9 +208,17 @@ def run_account(
         if context.mode is Mode.ENFORCE:
             lock.acquire()
         try:
-            run = _AccountRun(member, account, context, report)
+            run = _AccountRun(
+                member,
+                account,
+                context,
+                report,
+                secret_store(session, member, account, context.settings),
+            )
             run.scan()
             _scanned(run, report, context)
+            if context.mode is Mode.ENFORCE:
+                run.replicate()
             run.notify(notifier, partition_of(session))
         finally:
             if context.mode is Mode.ENFORCE:
@@ -282,9 +291,25 @@ def _scanned(run: _AccountRun, report: AccountReport, context: RunContext) -> No
         )
 
 
+def secret_store(
+    session: boto3.Session, member: boto3.Session, account: Account, settings: Settings
+) -> SecretStore:
+    """The account's users' secrets: in the account itself, or in the main account (written
+    with the deployment's own session, so the member role needs no rights on them)."""
+    regions = settings.CredentialReplicationRegions
+    if settings.StoreSecretsInCentralAccount:
+        return SecretStore(session, central_prefix(account.account_id), CENTRAL_KEY_ALIAS, regions)
+    return SecretStore(member, regions=regions)
+
+
 class _AccountRun:
     def __init__(
-        self, session: boto3.Session, account: Account, context: RunContext, report: AccountReport
+        self,
+        session: boto3.Session,
+        account: Account,
+        context: RunContext,
+        report: AccountReport,
+        secrets: SecretStore,
     ):
         self.account = account
         self.context = context
@@ -292,7 +317,7 @@ class _AccountRun:
         self.today = context.now.date()
         self.report = report
         self.iam = IamAccount(session, self.settings.ListPageSize)
-        self.secrets = SecretStore(session)
+        self.secrets = secrets
         checker = context.key_checker or KeyChecker(session.region_name or "us-east-1")
         self.rotator = Rotator(self.iam, self.secrets, checker, self.today)
         self.journal = context.unsent if context.mode is Mode.ENFORCE else None
@@ -360,6 +385,45 @@ class _AccountRun:
             except (KeyRotationError, *AWS_ERRORS) as exc:
                 self.report.errors.append(f"user {user.name}: {explain(exc)}")
                 self._log("user failed", user.name, logging.ERROR, error=str(exc))
+
+    def replicate(self) -> None:
+        """Start each missing or failed replica; a failure is reported and retried next run."""
+        try:
+            missing = self.secrets.missing_replicas()
+        except AWS_ERRORS as exc:
+            self.report.errors.append(
+                f"replicas not checked, the next run tries again: {explain(exc)}"
+            )
+            return
+        for replica in missing:
+            where = f"secret {replica.secret}: replica in {replica.region}"
+            try:
+                started = self.secrets.replicate(replica)
+            except (ReplicaError, *AWS_ERRORS) as exc:
+                self.report.errors.append(
+                    f"{where} failed, the next run tries again: {explain(exc)}"
+                )
+                logs.event(
+                    log,
+                    "replica failed",
+                    logging.ERROR,
+                    account=self.account.account_id,
+                    secret=replica.secret,
+                    region=replica.region,
+                    error=str(exc),
+                )
+                continue
+            # A first replica goes with its rotation, already told; a retried one is news.
+            if started.retried:
+                self.report.recoveries.append(f"{where} {started.done}")
+            logs.event(
+                log,
+                "replica started",
+                account=self.account.account_id,
+                secret=replica.secret,
+                region=replica.region,
+                detail=started.done,
+            )
 
     def _check_forced_users(self, names: set[str]) -> None:
         missing = sorted(self.context.forced_users - names)

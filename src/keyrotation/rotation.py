@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from keyrotation.aws.iam import IamAccount
 from keyrotation.aws.records import Lifecycle, PendingRotation
-from keyrotation.aws.secrets import CURRENT, SecretStore, secret_name, version_id
+from keyrotation.aws.secrets import CURRENT, SecretStore, version_id
 from keyrotation.aws.sts import KeyChecker
 from keyrotation.errors import RecordingError, RotationError
 from keyrotation.model import AccessKey, KeyRecord, User
@@ -54,7 +54,9 @@ class Rotator:
             # current at once, so a key that does not work must never reach it.
             self.checker.check(user, new)
             arn = self.secrets.ensure(user)
-            self.iam.allow_secret_read(user.name, arn)
+            self.iam.allow_secret_read(
+                user.name, arn, self.secrets.regions, encrypted=self.secrets.kms_key is not None
+            )
             version = self.secrets.put_pending(user, new)
         except (*AWS_ERRORS, RotationError) as exc:
             self._undo(user, new.key_id)
@@ -63,7 +65,7 @@ class Rotator:
                 f"key {old.key_id} stays as it was: {exc}"
             ) from exc
         self.secrets.promote(user.name, version)
-        stored = f"new key {new.key_id} stored in secret {secret_name(user.name)}"
+        stored = f"new key {new.key_id} stored in secret {self.secrets.name(user.name)}"
         try:
             self._finish(user.name, old.key_id, record, self.today, new.key_id)
         except AWS_ERRORS as exc:
@@ -103,7 +105,7 @@ class Rotator:
             self._finish(user.name, pending.old_key_id, record, pending.started, new.key_id)
             return (
                 f"finished an interrupted rotation: new key {new.key_id} is current in secret "
-                f"{secret_name(user.name)}"
+                f"{self.secrets.name(user.name)}"
             )
         # Never promoted, so no application was told of it: take it back and start again.
         self._undo(user, new.key_id, pending=bool(labels))

@@ -39,6 +39,7 @@ SSM_PARAMETER_NAME = r"^/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 OWNER_TAG = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
 # A standard topic: a FIFO topic (name ending .fifo) would need a message group per publish.
 TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
 
 
 def _check_email(value: str) -> str:
@@ -88,6 +89,10 @@ class Settings(BaseModel):
     ResourceOwnerTag: str | None = Field(None, pattern=OWNER_TAG)
     # The SNS topic, in the deployment's account, that gets one JSON summary per account run.
     SummaryTopicArn: str | None = Field(None, pattern=TOPIC_ARN)
+    # Where new keys are kept: the main account's Secrets Manager instead of each user's own
+    # account, and the regions each secret is replicated to.
+    StoreSecretsInCentralAccount: bool = False
+    CredentialReplicationRegions: tuple[str, ...] = ()
 
     @field_validator("DryRunFlag", mode="before")
     @classmethod
@@ -100,6 +105,30 @@ class Settings(BaseModel):
                 return False
             raise ValueError("must be True (audit mode) or False (enforce mode)")
         return value
+
+    @field_validator("StoreSecretsInCentralAccount", mode="before")
+    @classmethod
+    def _central(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in {"true", "false"}:
+                return lowered == "true"
+            raise ValueError("must be True (the main account keeps every secret) or False")
+        return value
+
+    @field_validator("CredentialReplicationRegions", mode="before")
+    @classmethod
+    def _regions(cls, value: Any) -> Any:
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple):
+            return value
+        regions = tuple(str(name).strip() for name in names if str(name).strip())
+        for region in regions:
+            if not REGION.fullmatch(region):
+                raise ValueError(f"{region!r} is not a region name such as eu-west-1")
+        if len(set(regions)) != len(regions):
+            raise ValueError("names a region twice")
+        return regions
 
     @field_validator("EmailTemplateAudit", "EmailTemplateEnforce")
     @classmethod

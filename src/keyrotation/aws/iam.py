@@ -176,23 +176,44 @@ class IamAccount:
                 raise UserGoneError(f"user {user} no longer exists") from exc
 
     @requires(MEMBER, "iam:PutUserPolicy")
-    def allow_secret_read(self, user: str, secret_arn: str) -> None:
+    def allow_secret_read(
+        self, user: str, secret_arn: str, regions: tuple[str, ...] = (), encrypted: bool = False
+    ) -> None:
         """The user's inline policy that lets it read its own secret, and nothing else."""
-        document = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadOwnAccessKeySecret",
-                    "Effect": "Allow",
-                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                    "Resource": secret_arn,
-                }
-            ],
-        }
         with _user_gone(user):
             self._iam.put_user_policy(
-                UserName=user, PolicyName=SECRET_POLICY_NAME, PolicyDocument=json.dumps(document)
+                UserName=user,
+                PolicyName=SECRET_POLICY_NAME,
+                PolicyDocument=json.dumps(secret_read_policy(secret_arn, regions, encrypted)),
             )
+
+
+def secret_read_policy(
+    secret_arn: str, regions: tuple[str, ...] = (), encrypted: bool = False
+) -> dict:
+    """Read the secret and its replicas in `regions`; with the central store's customer
+    managed key, also decrypt with that account's keys, through Secrets Manager only."""
+    _, partition, _, _, account, rest = secret_arn.split(":", 5)
+    replicas = [f"arn:{partition}:secretsmanager:{r}:{account}:{rest}" for r in regions]
+    statements = [
+        {
+            "Sid": "ReadOwnAccessKeySecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": [secret_arn, *replicas] if replicas else secret_arn,
+        }
+    ]
+    if encrypted:
+        statements.append(
+            {
+                "Sid": "DecryptOwnSecretThroughSecretsManager",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": f"arn:{partition}:kms:*:{account}:key/*",
+                "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 class _user_gone:
