@@ -98,7 +98,7 @@ class _SimulatedUser:
     def _apply(self, action: Action, now: datetime) -> None:
         record = self.records.get(action.key_id, KeyRecord())
         if action.kind is ActionKind.WARN:
-            self.records[action.key_id] = replace(record, warned=record.warned | {action.reason})
+            self.records[action.key_id] = record.after_warning(action.reason, now.date())
         elif action.kind is ActionKind.ROTATE:
             self.created += 1
             new = AccessKey(NEW_KEY.format(self.created), KeyStatus.ACTIVE, now)
