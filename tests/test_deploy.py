@@ -145,6 +145,8 @@ SETTINGS = {
     "ListPageSize": "50",
     "ScanMethod": "per-user",
     "MaxConcurrentAccounts": "3",
+    "HoldWhileInUse": "False",
+    "MaxHoldDays": "29",
 }
 
 

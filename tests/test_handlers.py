@@ -90,6 +90,8 @@ def stack_environment(**values: str) -> dict[str, str]:
         "ListPageSize": "",
         "ScanMethod": "report",
         "MaxConcurrentAccounts": "4",
+        "HoldWhileInUse": "True",
+        "MaxHoldDays": "30",
     }
     assert set(settings) == set(NAMES)
     return {
