@@ -81,6 +81,10 @@ STANDINGS = {
         "A": OVERDUE,
         "B": COMPLIANT,
     },
+    "two active, new key used only on the day it was stored (our check): held": {
+        "A": OVERDUE,
+        "B": COMPLIANT,
+    },
     "two active, old key last used on the day its replacement was stored: no hold": {
         "A": OVERDUE,
         "B": COMPLIANT,

@@ -291,6 +291,13 @@ DECISION_TABLE = [
         [(DEACTIVATE, "A", Reason.REPLACEMENT_IN_USE, 0)],
     ),
     (
+        "two active, new key used only on the day it was stored (our check): held",
+        [key("A", 100, used=0), key("B", 10, used=10)],
+        {},
+        False,
+        [(WARN, "A", Reason.KEY_HELD_IN_USE, 30)],
+    ),
+    (
         "two active, old key last used on the day its replacement was stored: no hold",
         [key("A", 100, used=10), key("B", 10, used=None)],
         {},
@@ -423,10 +430,11 @@ def test_safety_rules_hold_for_any_user(keys, records, periods, forced):
 
 
 def _check_hold(reason, old, new, replaced, periods) -> None:
-    """An old key used after its replacement was stored, beside a replacement never used, is
-    deactivated only at the hard limit (or as the least recently used of two expired keys)."""
-    used_after = old.last_used is not None and old.last_used.date() > replaced
-    if periods.max_hold is not None and used_after and not new.used:
+    """An old key used after its replacement was stored, beside a replacement not used since,
+    is deactivated only at the hard limit (or as the least recently used of two expired keys)."""
+    old_used = old.last_used is not None and old.last_used.date() > replaced
+    new_used = new.last_used is not None and new.last_used.date() > replaced
+    if periods.max_hold is not None and old_used and not new_used:
         assert reason in {Reason.MAX_HOLD_PERIOD_END, Reason.EXPIRED_ACTIVE_KEY_CONFLICT_LRU}
     if reason is Reason.MAX_HOLD_PERIOD_END:
         limit = replaced + timedelta(days=periods.inactive_buffer + periods.max_hold)

@@ -104,14 +104,16 @@ class _Day:
             return [self.warn(DELETE, key, Reason.KEY_PENDING_DELETION, on)]
         return []
 
-    def hold_end(self, old: AccessKey, new: AccessKey, stored: date, on: date) -> date | None:
-        """The last day of a hold on the old key due on `on`, or None when there is no hold.
+    def used_since(self, key: AccessKey, stored: date) -> bool:
+        """Used on a later day than the replacement was stored. A use on that day may have come
+        before it, or be this tool's own check that the new key works."""
+        return key.last_used is not None and key.last_used.date() > stored
 
-        A use on the day the replacement was stored may have come before it, so only a later
-        day counts as use after the replacement."""
-        if self.periods.max_hold is None or new.used or old.last_used is None:
+    def hold_end(self, old: AccessKey, new: AccessKey, stored: date, on: date) -> date | None:
+        """The last day of a hold on the old key due on `on`, or None when there is no hold."""
+        if self.periods.max_hold is None or self.used_since(new, stored):
             return None
-        if old.last_used.date() <= stored:
+        if not self.used_since(old, stored):
             return None
         return on + timedelta(days=self.periods.max_hold)
 
@@ -169,7 +171,7 @@ def _two_active(day: _Day, old: AccessKey, new: AccessKey) -> list[Action]:
 
     hold_end = day.hold_end(old, new, replaced, deactivation)
     if day.today >= deactivation:
-        return [_deactivate_or_hold(day, old, new, hold_end)]
+        return [_deactivate_or_hold(day, old, new, replaced, hold_end)]
 
     actions = []
     if day.warn_window(deactivation):
@@ -184,13 +186,15 @@ def _two_active(day: _Day, old: AccessKey, new: AccessKey) -> list[Action]:
     return actions
 
 
-def _deactivate_or_hold(day: _Day, old: AccessKey, new: AccessKey, hold_end: date | None) -> Action:
+def _deactivate_or_hold(
+    day: _Day, old: AccessKey, new: AccessKey, stored: date, hold_end: date | None
+) -> Action:
     """The old key's deactivation date is reached; an application may still need it."""
     if hold_end is not None and day.today < hold_end:
         return day.warn(DEACTIVATE, old, Reason.KEY_HELD_IN_USE, hold_end)
     if hold_end is not None:
         return day.act(DEACTIVATE, old, Reason.MAX_HOLD_PERIOD_END)
-    if new.used and day.record(old).held is not None:
+    if day.record(old).held is not None and day.used_since(new, stored):
         return day.act(DEACTIVATE, old, Reason.REPLACEMENT_IN_USE)
     return day.act(DEACTIVATE, old, Reason.INSTALL_GRACE_PERIOD_END)
 

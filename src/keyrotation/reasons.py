@@ -110,7 +110,7 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "Use the key or let it go; a deleted key cannot be recovered.",
     ),
     Reason.KEY_HELD_IN_USE: ReasonText(
-        "The replaced key is still in use and its replacement has never been used, so its "
+        "The replaced key is still in use and its replacement has not been used, so its "
         "deactivation is held; it is deactivated on the date shown, or at the next run once "
         "the new key is used.",
         "Switch every application to the new key from the user's secret; this warning repeats "
@@ -118,7 +118,7 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     ),
     Reason.MAX_HOLD_PERIOD_END: ReasonText(
         "The replaced key was held because an application still used it, and the hold reached "
-        "its limit, so it is deactivated although its replacement was never used.",
+        "its limit, so it is deactivated although its replacement was not used.",
         "If an application broke, reactivate the key and install the new one from the secret.",
     ),
     Reason.REPLACEMENT_IN_USE: ReasonText(
