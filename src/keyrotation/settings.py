@@ -68,7 +68,7 @@ class Settings(BaseModel):
     ScanMethod: Literal["report", "per-user"] = "report"
     # IAM and STS throttle per account and per caller; a few accounts at once stay well below.
     MaxConcurrentAccounts: int = Field(4, ge=1, le=32)
-    # Hold while in use: a replaced key an application still uses, beside a replacement never
+    # Hold while in use: a replaced key an application still uses, beside a replacement not
     # used, stays active past its deactivation date for at most MaxHoldDays days.
     HoldWhileInUse: bool = True
     MaxHoldDays: int = Field(30, ge=1, le=3650)
