@@ -157,6 +157,18 @@ def test_a_held_key_is_warned_every_day_of_the_hold_then_deactivated():
     assert steps[6] == []
 
 
+def test_a_new_key_nobody_uses_is_rotated_at_expiry_as_the_pipeline_does_not_deleted():
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    keys = [AccessKey("OLD", KeyStatus.ACTIVE, start - timedelta(days=90), start)]
+    periods = org_settings({}).periods
+
+    days = islice(walk(keys, {}, periods, start, Apps.parse("never")), 91)
+    changes = [(a.key_id, a.reason) for _, actions in days for a in actions if a.changes]
+
+    assert ("new-key-1", Reason.EXPIRED_ACTIVE_KEY) in changes
+    assert ("new-key-1", Reason.UNUSED_EXPIRED_KEY) not in changes
+
+
 def test_forecast_command_lists_dated_events(org):
     account = org.account([UserSpec("kim", (KeySpec(88),))])
     credentials = org.session.get_credentials().get_frozen_credentials()

@@ -103,6 +103,7 @@ class _SimulatedUser:
             self.created += 1
             new = AccessKey(NEW_KEY.format(self.created), KeyStatus.ACTIVE, now)
             self.keys.append(new)
+            self.records[new.key_id] = KeyRecord(created=now.date())
             self.records[action.key_id] = replace(record, replaced=now.date())
             if self.apps.after is not None:
                 self.pending = (new.key_id, now.date() + timedelta(days=self.apps.after))
