@@ -69,6 +69,26 @@ STANDINGS = {
     # Auditors read the age IAM reports, whatever a dated run recorded.
     "a key this tool created in a dated run counts from the recorded day": {"A": OVERDUE},
     "one active key stored by this tool, never used, expired: rotated, not deleted": {"A": UNUSED},
+    # A held key is past its rotation: a finding until it is deactivated.
+    "two active, old key used after its replacement, new never used: held": {
+        "A": OVERDUE,
+        "B": COMPLIANT,
+    },
+    "two active, held, warned today: quiet": {"A": OVERDUE, "B": COMPLIANT},
+    "two active, held, warned yesterday: warned again today": {"A": OVERDUE, "B": COMPLIANT},
+    "two active, held to the hard limit": {"A": OVERDUE, "B": COMPLIANT},
+    "two active, held key's replacement now used: deactivated at once": {
+        "A": OVERDUE,
+        "B": COMPLIANT,
+    },
+    "two active, new key used only on the day it was stored (our check): held": {
+        "A": OVERDUE,
+        "B": COMPLIANT,
+    },
+    "two active, old key last used on the day its replacement was stored: no hold": {
+        "A": OVERDUE,
+        "B": COMPLIANT,
+    },
     "no keys": {},
     "no keys, forced": {},
 }
@@ -92,9 +112,14 @@ def test_every_decision_table_row_has_a_standing():
     assert set(STANDINGS) == {row for row, *_ in DECISION_TABLE}
 
 
+# The run forward has each application use its most recently used key every day, so a key
+# last used on the day it was replaced is used again today, and held.
+USED_AGAIN_TODAY = {"two active, old key last used on the day its replacement was stored: no hold"}
+
+
 def test_a_change_due_today_is_the_next_step_the_policy_plans_today():
-    for _, keys, records, forced, _ in DECISION_TABLE:
-        if forced:
+    for row, keys, records, forced, _ in DECISION_TABLE:
+        if forced or row in USED_AGAIN_TODAY:
             continue
         rows = rows_of(keys, records)
         for action in decide(keys, records, PERIODS, NOW).changes:
@@ -108,6 +133,24 @@ def test_next_step_of_a_young_key_is_its_rotation_on_the_policys_date():
     assert row.next_step.kind is ActionKind.ROTATE
     assert row.next_step.reason is Reason.EXPIRED_ACTIVE_KEY
     assert row.next_step.on == TODAY + timedelta(days=80)
+
+
+def test_next_step_of_a_held_key_is_its_deactivation_at_the_hard_limit():
+    rows = rows_of([key("A", 100), key("B", 10, used=None)])
+
+    step = rows["A"].next_step
+    assert (step.kind, step.reason) == (ActionKind.DEACTIVATE, Reason.MAX_HOLD_PERIOD_END)
+    assert step.on == TODAY + timedelta(days=PERIODS.max_hold)
+    assert rows["A"].standing is OVERDUE
+
+
+def test_a_key_the_application_uses_again_today_is_held_in_the_run_forward():
+    (row,) = USED_AGAIN_TODAY
+    keys, records = next((k, r) for name, k, r, *_ in DECISION_TABLE if name == row)
+
+    step = rows_of(keys, records)["A"].next_step
+
+    assert (step.reason, step.on) == (Reason.MAX_HOLD_PERIOD_END, TODAY + timedelta(days=30))
 
 
 def test_exempt_users_keys_are_exempt_with_no_next_step():

@@ -30,6 +30,8 @@ def test_demo_runs_checks_itself_and_writes_no_secret_anywhere(tmp_path):
     assert any("Rotated key" in e.read_text() for e in emails)
     assert any("Deactivated key" in e.read_text() for e in emails)
     assert any("Deleted key" in e.read_text() for e in emails)
+    for reason in ("KEY_HELD_IN_USE", "MAX_HOLD_PERIOD_END", "REPLACEMENT_IN_USE"):
+        assert any(reason in e.read_text() for e in emails), reason
 
     created = every_secret_access_key() - before
     assert len(created) > 20, "the demo rotates keys, so it must have created secrets"

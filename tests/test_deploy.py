@@ -162,6 +162,8 @@ SETTINGS = {
     "SummaryTopicArn": "arn:aws:sns:us-east-1:000000000000:kr-summaries",
     "StoreSecretsInCentralAccount": "True",
     "CredentialReplicationRegions": "eu-west-1,us-west-2",
+    "HoldWhileInUse": "False",
+    "MaxHoldDays": "29",
 }
 
 

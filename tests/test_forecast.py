@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 import pytest
 import time_machine
@@ -10,9 +12,11 @@ from moto.iam.models import iam_backends
 
 from keyrotation.emulator.sample import use_key
 from keyrotation.errors import SettingsError
-from keyrotation.forecast import Apps, forecast
+from keyrotation.forecast import Apps, forecast, walk
 from keyrotation.inventory import read_organization
-from keyrotation.model import ActionKind, KeyRecord
+from keyrotation.model import AccessKey, ActionKind, KeyRecord, KeyStatus
+from keyrotation.reasons import Reason
+from keyrotation.settings import validate_settings as org_settings
 from tests.orgs import KeySpec, UserSpec, secret_of
 from tests.test_cli import cli
 
@@ -77,10 +81,22 @@ class Applications:
                 use_key(key_id, self.secrets[key_id])
 
 
-@pytest.mark.parametrize("apps", ["now", "after:3"])
+# A short hold, so that holds end within DAYS: due-in-two is rotated on day 2, due for
+# deactivation on day 12 and held, at most to day 17.
+SHORT_HOLD = {"MaxHoldDays": 5}
+# Which reasons of the hold each assumption must show.
+HOLD_REASONS = {
+    "now": set(),
+    "after:3": set(),
+    "after:13": {Reason.KEY_HELD_IN_USE, Reason.REPLACEMENT_IN_USE},
+    "never": {Reason.KEY_HELD_IN_USE, Reason.MAX_HOLD_PERIOD_END},
+}
+
+
+@pytest.mark.parametrize("apps", list(HOLD_REASONS))
 def test_forecast_matches_the_pipeline_run_day_by_day(org, apps):
     account = org.account(USERS)
-    settings = org.settings(DryRunFlag=False)
+    settings = org.settings(DryRunFlag=False, **SHORT_HOLD)
     start = org.now
     assumption = Apps.parse(apps)
 
@@ -98,7 +114,7 @@ def test_forecast_matches_the_pipeline_run_day_by_day(org, apps):
     for day in range(DAYS):
         with time_machine.travel(start + timedelta(days=day), tick=True):
             applications.use_keys()
-        report = org.run([account], days=day, DryRunFlag=False)
+        report = org.run([account], days=day, DryRunFlag=False, **SHORT_HOLD)
         assert report.clean, report.to_dict()
         for outcome in report.accounts[0].outcomes:
             if outcome.action.kind is ActionKind.ROTATE:
@@ -117,6 +133,40 @@ def test_forecast_matches_the_pipeline_run_day_by_day(org, apps):
     assert sorted(happened, key=str) == sorted(predicted, key=str)
     kinds = {kind for _, _, kind, *_ in predicted}
     assert kinds == set(ActionKind), "the scenario walks every kind of step"
+    reasons = {reason for *_, reason, _ in predicted}
+    hold = {Reason.KEY_HELD_IN_USE, Reason.MAX_HOLD_PERIOD_END, Reason.REPLACEMENT_IN_USE}
+    assert reasons & hold == HOLD_REASONS[apps]
+
+
+def test_a_held_key_is_warned_every_day_of_the_hold_then_deactivated():
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    keys = [
+        AccessKey("OLD", KeyStatus.ACTIVE, start - timedelta(days=100), start),
+        AccessKey("NEW", KeyStatus.ACTIVE, start - timedelta(days=10)),
+    ]
+    periods = replace(org_settings({}).periods, max_hold=5)
+
+    days = list(islice(walk(keys, {}, periods, start, Apps.parse("never")), 7))
+
+    steps = [[(a.kind, a.key_id, a.reason, a.on - start.date()) for a in acts] for _, acts in days]
+    held = (ActionKind.WARN, "OLD", Reason.KEY_HELD_IN_USE, timedelta(days=5))
+    assert steps[:5] == [[held]] * 5
+    assert steps[5] == [
+        (ActionKind.DEACTIVATE, "OLD", Reason.MAX_HOLD_PERIOD_END, timedelta(days=5))
+    ]
+    assert steps[6] == []
+
+
+def test_a_new_key_nobody_uses_is_rotated_at_expiry_as_the_pipeline_does_not_deleted():
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    keys = [AccessKey("OLD", KeyStatus.ACTIVE, start - timedelta(days=90), start)]
+    periods = org_settings({}).periods
+
+    days = islice(walk(keys, {}, periods, start, Apps.parse("never")), 91)
+    changes = [(a.key_id, a.reason) for _, actions in days for a in actions if a.changes]
+
+    assert ("new-key-1", Reason.EXPIRED_ACTIVE_KEY) in changes
+    assert ("new-key-1", Reason.UNUSED_EXPIRED_KEY) not in changes
 
 
 def test_forecast_command_lists_dated_events(org):

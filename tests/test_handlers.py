@@ -99,6 +99,8 @@ def stack_environment(**values: str) -> dict[str, str]:
         "SummaryTopicArn": "",
         "StoreSecretsInCentralAccount": "False",
         "CredentialReplicationRegions": "",
+        "HoldWhileInUse": "True",
+        "MaxHoldDays": "30",
     }
     assert set(settings) == set(NAMES)
     return {

@@ -46,6 +46,8 @@ records = st.builds(
     replaced=st.none() | st.dates(date(2000, 1, 1), date(2100, 1, 1)),
     deactivated=st.none() | st.dates(date(2000, 1, 1), date(2100, 1, 1)),
     warned=st.frozensets(st.sampled_from(sorted(WARNINGS))),
+    created=st.none() | st.dates(date(2000, 1, 1), date(2100, 1, 1)),
+    held=st.none() | st.dates(date(2000, 1, 1), date(2100, 1, 1)),
 )
 
 

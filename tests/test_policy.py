@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from keyrotation.reasons import WARNINGS, Reason
 
 NOW = datetime(2026, 6, 15, 9, 30, tzinfo=UTC)
 TODAY = NOW.date()
-PERIODS = Periods(rotation=90, inactive_buffer=10, inactive=100, recovery_grace=10, warn=7)
+PERIODS = Periods(
+    rotation=90, inactive_buffer=10, inactive=100, recovery_grace=10, warn=7, max_hold=30
+)
 ROTATE, DEACTIVATE, DELETE, WARN = ActionKind
 
 
@@ -252,6 +255,55 @@ DECISION_TABLE = [
         False,
         [(ROTATE, "A", Reason.EXPIRED_ACTIVE_KEY, 0)],
     ),
+    (
+        "two active, old key used after its replacement, new never used: held",
+        [key("A", 100, used=0), key("B", 10, used=None)],
+        {},
+        False,
+        [(WARN, "A", Reason.KEY_HELD_IN_USE, 30)],
+    ),
+    (
+        "two active, held, warned today: quiet",
+        [key("A", 105, used=0), key("B", 15, used=None)],
+        {"A": KeyRecord(held=TODAY)},
+        False,
+        [],
+    ),
+    (
+        "two active, held, warned yesterday: warned again today",
+        [key("A", 105, used=0), key("B", 15, used=None)],
+        {"A": KeyRecord(held=ago(1), warned=frozenset({Reason.KEY_PENDING_DEACTIVATION}))},
+        False,
+        [(WARN, "A", Reason.KEY_HELD_IN_USE, 25)],
+    ),
+    (
+        "two active, held to the hard limit",
+        [key("A", 130, used=0), key("B", 40, used=None)],
+        {"A": KeyRecord(held=ago(1))},
+        False,
+        [(DEACTIVATE, "A", Reason.MAX_HOLD_PERIOD_END, 0)],
+    ),
+    (
+        "two active, held key's replacement now used: deactivated at once",
+        [key("A", 112, used=0), key("B", 22, used=0)],
+        {"A": KeyRecord(held=ago(1))},
+        False,
+        [(DEACTIVATE, "A", Reason.REPLACEMENT_IN_USE, 0)],
+    ),
+    (
+        "two active, new key used only on the day it was stored (our check): held",
+        [key("A", 100, used=0), key("B", 10, used=10)],
+        {},
+        False,
+        [(WARN, "A", Reason.KEY_HELD_IN_USE, 30)],
+    ),
+    (
+        "two active, old key last used on the day its replacement was stored: no hold",
+        [key("A", 100, used=10), key("B", 10, used=None)],
+        {},
+        False,
+        [(DEACTIVATE, "A", Reason.INSTALL_GRACE_PERIOD_END, 0)],
+    ),
     ("no keys", [], {}, False, []),
     ("no keys, forced", [], {}, True, []),
 ]
@@ -275,6 +327,36 @@ def test_every_reason_has_a_message_and_advice():
         assert reason.text.message.endswith(".") and reason.text.advice.endswith(".")
 
 
+def test_without_hold_a_key_in_use_is_deactivated_on_schedule():
+    periods = replace(PERIODS, max_hold=None)
+    keys = [key("A", 100, used=0), key("B", 10, used=None)]
+
+    (action,) = decide(keys, {}, periods, NOW).actions
+
+    assert (action.kind, action.key_id, action.reason) == (
+        DEACTIVATE,
+        "A",
+        Reason.INSTALL_GRACE_PERIOD_END,
+    )
+
+
+def test_a_hold_in_sight_warns_of_the_new_keys_expiration_conflict():
+    # Periods outside the cycle checks (as after a forced rotation): the old key is due
+    # tomorrow and gone in 6 days without a hold, when the new key expires; held, it lingers.
+    periods = Periods(rotation=40, inactive_buffer=10, inactive=41, recovery_grace=5, warn=7)
+    keys = [key("A", 40, used=0), key("B", 34, used=None)]
+
+    def warnings(periods):
+        return [(a.key_id, a.reason, a.on) for a in decide(keys, {}, periods, NOW).actions]
+
+    deactivation = ("A", Reason.KEY_PENDING_DEACTIVATION, ago(-1))
+    assert warnings(periods) == [deactivation]
+    assert warnings(replace(periods, max_hold=30)) == [
+        deactivation,
+        ("B", Reason.KEY_PENDING_EXPIRATION_CONFLICT, ago(-6)),
+    ]
+
+
 def test_policy_refuses_a_naive_time():
     with pytest.raises(PolicyError, match="timezone"):
         decide([], {}, PERIODS, NOW.replace(tzinfo=None))
@@ -287,14 +369,15 @@ def test_policy_refuses_three_keys():
 
 # Safety rules, over random users and settings.
 periods_strategy = st.builds(
-    lambda rotation, buffer, recovery, extra, warn: Periods(
-        rotation, buffer, rotation + 1 + extra, recovery, warn
+    lambda rotation, buffer, recovery, extra, warn, hold: Periods(
+        rotation, buffer, rotation + 1 + extra, recovery, warn, hold
     ),
     rotation=st.integers(3, 400),
     buffer=st.integers(1, 30),
     recovery=st.integers(1, 30),
     extra=st.integers(0, 60),
     warn=st.integers(0, 30),
+    hold=st.none() | st.integers(1, 60),
 ).filter(lambda p: p.rotation > p.inactive_buffer + p.recovery_grace)
 
 key_strategy = st.builds(
@@ -339,10 +422,23 @@ def test_safety_rules_hold_for_any_user(keys, records, periods, forced):
                 replaced = records.get(target.key_id, KeyRecord()).replaced
                 replaced = replaced or newer[0].created.date()
                 assert replaced + timedelta(days=periods.inactive_buffer) <= TODAY
+                _check_hold(action.reason, target, newer[0], replaced, periods)
         else:
             assert action.on > TODAY, "a warning names a future date"
     assert count <= 2
     assert len({(a.kind, a.key_id) for a in actions}) == len(actions)
+
+
+def _check_hold(reason, old, new, replaced, periods) -> None:
+    """An old key used after its replacement was stored, beside a replacement not used since,
+    is deactivated only at the hard limit (or as the least recently used of two expired keys)."""
+    old_used = old.last_used is not None and old.last_used.date() > replaced
+    new_used = new.last_used is not None and new.last_used.date() > replaced
+    if periods.max_hold is not None and old_used and not new_used:
+        assert reason in {Reason.MAX_HOLD_PERIOD_END, Reason.EXPIRED_ACTIVE_KEY_CONFLICT_LRU}
+    if reason is Reason.MAX_HOLD_PERIOD_END:
+        limit = replaced + timedelta(days=periods.inactive_buffer + periods.max_hold)
+        assert limit <= TODAY
 
 
 def test_warnings_carry_only_warning_reasons():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+import time_machine
+from moto.iam.models import iam_backends
 
 from keyrotation.aws.iam import SECRET_POLICY_NAME
 from keyrotation.aws.secrets import secret_name
@@ -175,6 +178,64 @@ def test_a_key_walks_through_rotation_deactivation_and_deletion(org):
         20: [(ActionKind.DELETE, True, Reason.RECOVER_GRACE_PERIOD_END)],
     }
     assert list(keys_of(account, "ivan")) == [secret_of(account, "ivan")["AccessKeyId"]]
+
+
+def test_a_key_its_application_still_uses_is_held_warned_daily_and_let_go_after_the_switch(org):
+    account = org.account([UserSpec("jill", (KeySpec(90),))])
+    backend = iam_backends[account.account_id]["global"]
+    old = account.key_ids["jill"][0]
+    iam = account.session.client("iam")
+
+    def application_signs(day, key_id, secret):
+        with time_machine.travel(org.now + timedelta(days=day), tick=False):
+            use_key(key_id, secret)
+
+    # Given a key rotated on day 0 whose application keeps using it, not the new key.
+    org.run([account], DryRunFlag=False)
+    new = secret_of(account, "jill")
+    steps = {}
+    for day in range(1, 13):
+        application_signs(day, old, backend.access_keys[old].secret_access_key)
+        report = org.run([account], days=day, DryRunFlag=False)
+        steps[day] = [
+            (o.action.kind, o.action.reason, o.action.on) for o in report.accounts[0].outcomes
+        ]
+        again = org.run([account], days=day, DryRunFlag=False)
+        assert again.accounts[0].outcomes == [], f"day {day}: a second run is quiet"
+
+    # Then from its deactivation date on it is held, with a warning each day, not deactivated.
+    limit = (org.now + timedelta(days=10 + 30)).date()
+    held = [(ActionKind.WARN, Reason.KEY_HELD_IN_USE, limit)]
+    assert [steps[day] for day in (10, 11, 12)] == [held, held, held]
+    assert keys_of(account, "jill")[old] == "Active"
+    tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName="jill")["Tags"]}
+    assert f"held={(org.now + timedelta(days=12)).date()}" in tags[f"keyrotation:{old}"]
+    emails = org.emails()
+    assert sum("KEY_HELD_IN_USE" in email for email in emails) == 3
+    assert f"will be deactivated on {limit}" in emails[-1]
+    assert "Switch every application to the new key" in emails[-1], "the advice is mailed"
+
+    # When the application switches to the new key, the next run deactivates the old one.
+    application_signs(13, new["AccessKeyId"], new["SecretAccessKey"])
+    report = org.run([account], days=13, DryRunFlag=False)
+
+    assert outcomes(report, "jill") == [(ActionKind.DEACTIVATE, Reason.REPLACEMENT_IN_USE, "done")]
+    assert keys_of(account, "jill")[old] == "Inactive"
+
+
+def test_with_hold_off_a_key_still_in_use_is_deactivated_on_schedule(org):
+    account = org.account([UserSpec("kate", (KeySpec(90),))])
+    backend = iam_backends[account.account_id]["global"]
+    old = account.key_ids["kate"][0]
+    org.run([account], DryRunFlag=False, HoldWhileInUse=False)
+
+    with time_machine.travel(org.now + timedelta(days=10), tick=False):
+        use_key(old, backend.access_keys[old].secret_access_key)
+    report = org.run([account], days=10, DryRunFlag=False, HoldWhileInUse=False)
+
+    assert outcomes(report, "kate") == [
+        (ActionKind.DEACTIVATE, Reason.INSTALL_GRACE_PERIOD_END, "done")
+    ]
 
 
 def test_an_inactive_key_found_by_hand_starts_its_recovery_on_first_sight(org):

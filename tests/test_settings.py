@@ -21,11 +21,16 @@ def test_defaults_are_the_documented_ones_and_audit_mode():
     assert settings.mode is Mode.AUDIT
     assert settings.IAMExemptionGroup == "IAMKeyRotationExemptionGroup"
     assert settings.IAMRoleName == "asa-iam-key-rotation-lambda-assumed-role"
+    assert (settings.HoldWhileInUse, settings.MaxHoldDays) == (True, 30)
+    assert settings.periods.max_hold == 30
 
 
 def test_config_file_then_environment_then_options(tmp_path):
     config = tmp_path / "keyrotation.toml"
-    config.write_text('RotationPeriod = 60\nInactiveBuffer = 5\nDryRunFlag = "False"\n')
+    # A shorter cycle needs a shorter hold: 100 + 30 + 9 days would outlive a 60-day key.
+    config.write_text(
+        'RotationPeriod = 60\nInactiveBuffer = 5\nDryRunFlag = "False"\nMaxHoldDays = 10\n'
+    )
     environ = {"InactiveBuffer": "6", "RecoveryGracePeriod": "8"}
 
     settings = load_settings(config, environ, overrides={"RecoveryGracePeriod": "9"})
@@ -36,6 +41,11 @@ def test_config_file_then_environment_then_options(tmp_path):
         9,
     )
     assert settings.mode is Mode.ENFORCE
+
+
+def test_hold_off_gives_the_policy_no_hold_and_skips_its_cycle_check():
+    settings = load_settings(environ={"HoldWhileInUse": "False", "MaxHoldDays": "200"})
+    assert settings.periods.max_hold is None
 
 
 def test_json_config_file_is_read(tmp_path):

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import time_machine
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from keyrotation.model import ActionKind
+from keyrotation.model import ActionKind, Periods
 from keyrotation.reasons import Reason
+from keyrotation.settings import validate_settings
 from tests.orgs import OrgBuilder, secret_of
 
 DAYS = 366
@@ -42,6 +43,10 @@ periods = st.integers(20, 90).flatmap(
             "RecoveryGracePeriod": st.integers(1, rotation // 4),
             "InactivePeriod": st.integers(rotation + 1, rotation + rotation // 2),
             "PendingActionWarnPeriod": st.integers(0, min(7, rotation - 1)),
+            # Within a quarter of the cycle, a held key is still deleted before its
+            # replacement is due (the settings' cycle check).
+            "HoldWhileInUse": st.booleans(),
+            "MaxHoldDays": st.integers(1, rotation // 4 - 1),
         }
     )
 )
@@ -77,7 +82,10 @@ user = st.fixed_dictionaries(
     },
     users=[
         {"keys": [(120, True, True), (95, False, True)], "lag": None, "events": {}},
+        # Held from day 20 as its application never switches; deactivated at the limit.
         {"keys": [(80, True, True)], "lag": None, "events": {200: "new key"}},
+        # Rotated on day 6, held from day 16, let go on day 24 when its application switches.
+        {"keys": [(85, True, True)], "lag": 15, "events": {}},
     ],
     skipped=set(range(1, DAYS, 2)),
 )
@@ -100,6 +108,8 @@ def _simulate(org: OrgBuilder, config: dict, users: list[dict], skipped: set[int
     names = [f"user-{n}" for n in range(len(users))]
     apps: dict[str, App] = {}
     known: dict[str, set[str]] = {}
+    holds = Holds()
+    periods = validate_settings(config).periods
     for name, spec in zip(names, users, strict=True):
         iam.create_user(UserName=name)
         apps[name] = App(spec["lag"])
@@ -127,8 +137,11 @@ def _simulate(org: OrgBuilder, config: dict, users: list[dict], skipped: set[int
         for name in names:
             _application_day(account, name, apps[name], day, known, when)
         before = {name: _keys(iam, name) for name in names}
+        exempt = {u["UserName"] for u in iam.get_group(GroupName=GROUP)["Users"]}
         report = org.run([account], days=day, forced=tuple(forced), **config, DryRunFlag=False)
         _check_day(org, account, iam, report, before, known, config, forced, day)
+        if periods.max_hold is not None:
+            holds.check(report, before, set(forced) | exempt, periods, when.date())
 
 
 def _create_key(iam, user: str, when) -> tuple[str, str]:
@@ -181,10 +194,12 @@ def _keys(iam, user: str) -> dict[str, dict]:
     result = {}
     for key in listed:
         used = iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+        last_used = used.get("AccessKeyLastUsed", {}).get("LastUsedDate")
         result[key["AccessKeyId"]] = {
             "active": key["Status"] == "Active",
             "created": key["CreateDate"],
-            "used": "LastUsedDate" in used.get("AccessKeyLastUsed", {}),
+            "used": last_used is not None,
+            "last_used": last_used,
         }
     return result
 
@@ -229,3 +244,48 @@ def _check_day(org, account, iam, report, before, known, config, forced, day) ->
     if day % 5 == 0:
         again = org.run([account], days=day, **config, DryRunFlag=False)
         assert [o for o in again.accounts[0].outcomes if o.action.changes] == [], day
+
+
+@dataclass
+class Holds:
+    """The hold while in use, seen from outside: which keys were held, until when."""
+
+    limits: dict[str, date] = field(default_factory=dict)  # held key id -> its hard limit
+
+    def check(self, report, before, untouched: set[str], periods: Periods, today: date) -> None:
+        (result,) = report.accounts
+        for name, keys in before.items():
+            done = [o.action for o in result.outcomes if o.user == name]
+            if name not in untouched and len([k for k in keys.values() if k["active"]]) == 2:
+                self._check_user(name, keys, done, periods, today)
+            for action in done:
+                if action.reason is Reason.KEY_HELD_IN_USE:
+                    self.limits[action.key_id] = action.on
+
+    def _check_user(self, name, keys, done, periods: Periods, today) -> None:
+        old, new = sorted(keys, key=lambda k: keys[k]["created"])
+        stored = keys[new]["created"].date()
+        old_used, new_used = (_used_after(keys[k], stored) for k in (old, new))
+        deactivated = {a.key_id: a.reason for a in done if a.kind is ActionKind.DEACTIVATE}
+        reason = deactivated.get(old)
+        if old_used and not new_used and reason is not None:
+            assert reason in (Reason.MAX_HOLD_PERIOD_END, Reason.EXPIRED_ACTIVE_KEY_CONFLICT_LRU), (
+                f"{today}: {name}'s key in use was deactivated, not held ({reason})"
+            )
+        if reason is Reason.MAX_HOLD_PERIOD_END:
+            earliest = stored + timedelta(days=periods.inactive_buffer + periods.max_hold)
+            assert today >= earliest, f"{today}: {name}'s hold ended before its limit"
+        if old not in self.limits or deactivated:
+            return
+        if new_used:
+            raise AssertionError(f"{today}: {name}'s held key not let go after the switch")
+        if today >= self.limits[old]:
+            raise AssertionError(f"{today}: {name}'s key held past its limit")
+        warned = {(a.key_id, a.reason, a.on) for a in done}
+        assert (old, Reason.KEY_HELD_IN_USE, self.limits[old]) in warned, (
+            f"{today}: {name}'s held key was not warned today"
+        )
+
+
+def _used_after(key: dict, stored: date) -> bool:
+    return key["last_used"] is not None and key["last_used"].date() > stored

@@ -98,11 +98,12 @@ class _SimulatedUser:
     def _apply(self, action: Action, now: datetime) -> None:
         record = self.records.get(action.key_id, KeyRecord())
         if action.kind is ActionKind.WARN:
-            self.records[action.key_id] = replace(record, warned=record.warned | {action.reason})
+            self.records[action.key_id] = record.after_warning(action.reason, now.date())
         elif action.kind is ActionKind.ROTATE:
             self.created += 1
             new = AccessKey(NEW_KEY.format(self.created), KeyStatus.ACTIVE, now)
             self.keys.append(new)
+            self.records[new.key_id] = KeyRecord(created=now.date())
             self.records[action.key_id] = replace(record, replaced=now.date())
             if self.apps.after is not None:
                 self.pending = (new.key_id, now.date() + timedelta(days=self.apps.after))

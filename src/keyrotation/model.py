@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from keyrotation.reasons import Reason
+from keyrotation.reasons import DAILY_WARNINGS, Reason
 
 
 class KeyStatus(enum.StrEnum):
@@ -68,6 +68,19 @@ class KeyRecord:
     warned: frozenset[Reason] = frozenset()
     # The day this tool created the key; differs from IAM's date only in runs dated --as-of.
     created: date | None = None
+    # The last day a warning that the key's deactivation is held was sent.
+    held: date | None = None
+
+    def sent(self, reason: Reason, today: date) -> bool:
+        """Whether this warning already went out: a daily one today, any other ever."""
+        if reason in DAILY_WARNINGS:
+            return self.held == today
+        return reason in self.warned
+
+    def after_warning(self, reason: Reason, today: date) -> KeyRecord:
+        if reason in DAILY_WARNINGS:
+            return replace(self, held=today)
+        return replace(self, warned=self.warned | {reason})
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,9 @@ class Periods:
     inactive: int
     recovery_grace: int
     warn: int
+    # Days a replaced key still in use may stay active past its deactivation date, waiting
+    # for its replacement to be used; None: no hold (HoldWhileInUse false).
+    max_hold: int | None = None
 
 
 @dataclass(frozen=True)

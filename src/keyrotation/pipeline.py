@@ -627,7 +627,7 @@ class _AccountRun:
             elif key.active and record.deactivated is not None:
                 # Someone reactivated the key, as the email allows: its grace starts again.
                 kept[key.key_id] = replace(
-                    record, deactivated=None, replaced=self.today, warned=frozenset()
+                    record, deactivated=None, replaced=self.today, warned=frozenset(), held=None
                 )
                 self.iam.write_record(user, key.key_id, kept[key.key_id])
                 self.report.recoveries.append(
@@ -716,9 +716,7 @@ class _AccountRun:
                 records = self.iam.records(user)
                 for warning in warnings:
                     record = records.get(warning.key_id, KeyRecord())
-                    records[warning.key_id] = replace(
-                        record, warned=record.warned | {warning.reason}
-                    )
+                    records[warning.key_id] = record.after_warning(warning.reason, self.today)
                     self.iam.write_record(user, warning.key_id, records[warning.key_id])
             except (KeyRotationError, *AWS_ERRORS) as exc:
                 self.report.errors.append(f"user {user}: warning not recorded: {exc}")

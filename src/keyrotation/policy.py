@@ -104,12 +104,26 @@ class _Day:
             return [self.warn(DELETE, key, Reason.KEY_PENDING_DELETION, on)]
         return []
 
+    def used_since(self, key: AccessKey, stored: date) -> bool:
+        """Used on a later day than the replacement was stored. A use on that day may have come
+        before it, or be this tool's own check that the new key works."""
+        return key.last_used is not None and key.last_used.date() > stored
+
+    def hold_end(self, old: AccessKey, new: AccessKey, stored: date, on: date) -> date | None:
+        """The last day of a hold on the old key due on `on`, or None when there is no hold."""
+        if self.periods.max_hold is None or self.used_since(new, stored):
+            return None
+        if not self.used_since(old, stored):
+            return None
+        return on + timedelta(days=self.periods.max_hold)
+
     def unwarned(self, actions: list[Action]) -> list[Action]:
-        """Each warning goes out once per key and reason; later runs stay quiet."""
+        """Each warning goes out once per key and reason (a daily one once a day)."""
         return [
             a
             for a in actions
-            if a.kind is not WARN or a.reason not in self.records.get(a.key_id, KeyRecord()).warned
+            if a.kind is not WARN
+            or not self.records.get(a.key_id, KeyRecord()).sent(a.reason, self.today)
         ]
 
 
@@ -155,20 +169,34 @@ def _two_active(day: _Day, old: AccessKey, new: AccessKey) -> list[Action]:
         if lru is new or day.today >= buffer_end:
             return [day.act(DEACTIVATE, lru, Reason.EXPIRED_ACTIVE_KEY_CONFLICT_LRU)]
 
+    hold_end = day.hold_end(old, new, replaced, deactivation)
     if day.today >= deactivation:
-        return [day.act(DEACTIVATE, old, Reason.INSTALL_GRACE_PERIOD_END)]
+        return [_deactivate_or_hold(day, old, new, replaced, hold_end)]
 
     actions = []
     if day.warn_window(deactivation):
         actions.append(day.warn(DEACTIVATE, old, Reason.KEY_PENDING_DEACTIVATION, deactivation))
     new_rotation = day.rotation_date(new)
-    old_gone = deactivation + timedelta(days=day.periods.recovery_grace)
+    old_gone = (hold_end or deactivation) + timedelta(days=day.periods.recovery_grace)
     if day.warn_window(new_rotation) and old_gone > new_rotation:
         lru = _least_recently_used(old, new)
         actions.append(
             day.warn(DEACTIVATE, lru, Reason.KEY_PENDING_EXPIRATION_CONFLICT, new_rotation)
         )
     return actions
+
+
+def _deactivate_or_hold(
+    day: _Day, old: AccessKey, new: AccessKey, stored: date, hold_end: date | None
+) -> Action:
+    """The old key's deactivation date is reached; an application may still need it."""
+    if hold_end is not None and day.today < hold_end:
+        return day.warn(DEACTIVATE, old, Reason.KEY_HELD_IN_USE, hold_end)
+    if hold_end is not None:
+        return day.act(DEACTIVATE, old, Reason.MAX_HOLD_PERIOD_END)
+    if day.record(old).held is not None and day.used_since(new, stored):
+        return day.act(DEACTIVATE, old, Reason.REPLACEMENT_IN_USE)
+    return day.act(DEACTIVATE, old, Reason.INSTALL_GRACE_PERIOD_END)
 
 
 def _forced(day: _Day, active: list[AccessKey], inactive: list[AccessKey]) -> list[Action]:

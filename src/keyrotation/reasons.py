@@ -32,6 +32,10 @@ class Reason(enum.StrEnum):
     KEY_PENDING_EXPIRATION_CONFLICT = "KEY_PENDING_EXPIRATION_CONFLICT"
     KEY_PENDING_DELETION_CONFLICT = "KEY_PENDING_DELETION_CONFLICT"
     UNUSED_KEY_PENDING_DELETION = "UNUSED_KEY_PENDING_DELETION"
+    # Our own, beside the fifteen above: holding a replaced key an application still uses.
+    KEY_HELD_IN_USE = "KEY_HELD_IN_USE"
+    MAX_HOLD_PERIOD_END = "MAX_HOLD_PERIOD_END"
+    REPLACEMENT_IN_USE = "REPLACEMENT_IN_USE"
 
     @property
     def text(self) -> ReasonText:
@@ -105,6 +109,23 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "The key has never been used and will be deleted when it reaches the rotation period.",
         "Use the key or let it go; a deleted key cannot be recovered.",
     ),
+    Reason.KEY_HELD_IN_USE: ReasonText(
+        "The replaced key is still in use and its replacement has not been used, so its "
+        "deactivation is held; it is deactivated on the date shown, or at the next run once "
+        "the new key is used.",
+        "Switch every application to the new key from the user's secret; this warning repeats "
+        "daily until then.",
+    ),
+    Reason.MAX_HOLD_PERIOD_END: ReasonText(
+        "The replaced key was held because an application still used it, and the hold reached "
+        "its limit, so it is deactivated although its replacement was not used.",
+        "If an application broke, reactivate the key and install the new one from the secret.",
+    ),
+    Reason.REPLACEMENT_IN_USE: ReasonText(
+        "The replaced key was held because an application still used it; its replacement is "
+        "now in use, so it is deactivated.",
+        "Nothing to do, unless another application still needs it: then use the new key.",
+    ),
 }
 
 
@@ -117,5 +138,8 @@ WARNINGS = frozenset(
         Reason.KEY_PENDING_EXPIRATION_CONFLICT,
         Reason.KEY_PENDING_DELETION_CONFLICT,
         Reason.UNUSED_KEY_PENDING_DELETION,
+        Reason.KEY_HELD_IN_USE,
     }
 )
+# Sent again on each new day while it holds, never twice on one day; the others go out once.
+DAILY_WARNINGS = frozenset({Reason.KEY_HELD_IN_USE})

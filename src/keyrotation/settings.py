@@ -93,6 +93,10 @@ class Settings(BaseModel):
     # account, and the regions each secret is replicated to.
     StoreSecretsInCentralAccount: bool = False
     CredentialReplicationRegions: tuple[str, ...] = ()
+    # Hold while in use: a replaced key an application still uses, beside a replacement not
+    # used, stays active past its deactivation date for at most MaxHoldDays days.
+    HoldWhileInUse: bool = True
+    MaxHoldDays: int = Field(30, ge=1, le=3650)
 
     @field_validator("DryRunFlag", mode="before")
     @classmethod
@@ -172,6 +176,7 @@ class Settings(BaseModel):
                 f"2 x {self.RotationPeriod}), or a replaced key would outlive its replacement",
             )
         self._check_smtp()
+        self._check_hold()
         return self
 
     def _check_smtp(self) -> None:
@@ -181,6 +186,28 @@ class Settings(BaseModel):
             raise _CycleError(missing, "must be set too: the SMTP login needs both parameters")
         if user is not None and self.SMTPHost is None:
             raise _CycleError("SMTPHost", "must be set when the SMTP parameters are")
+
+    def _check_hold(self) -> None:
+        """A held key must still be deleted before its replacement is due for rotation."""
+        if not self.HoldWhileInUse:
+            return
+        after_store = self.InactiveBuffer + self.MaxHoldDays + self.RecoveryGracePeriod
+        if after_store >= self.RotationPeriod:
+            raise _CycleError(
+                "MaxHoldDays",
+                f"plus InactiveBuffer and RecoveryGracePeriod must be less than RotationPeriod "
+                f"({self.InactiveBuffer} + {self.MaxHoldDays} + {self.RecoveryGracePeriod} >= "
+                f"{self.RotationPeriod}), or a held key could outlive its replacement",
+            )
+        after_creation = self.InactivePeriod + self.MaxHoldDays + self.RecoveryGracePeriod
+        if after_creation >= 2 * self.RotationPeriod:
+            raise _CycleError(
+                "MaxHoldDays",
+                f"plus InactivePeriod and RecoveryGracePeriod must be less than twice "
+                f"RotationPeriod ({self.InactivePeriod} + {self.MaxHoldDays} + "
+                f"{self.RecoveryGracePeriod} >= 2 x {self.RotationPeriod}), or a held key "
+                f"could outlive its replacement",
+            )
 
     @property
     def mode(self) -> Mode:
@@ -194,6 +221,7 @@ class Settings(BaseModel):
             inactive=self.InactivePeriod,
             recovery_grace=self.RecoveryGracePeriod,
             warn=self.PendingActionWarnPeriod,
+            max_hold=self.MaxHoldDays if self.HoldWhileInUse else None,
         )
 
     def template_for(self, mode: Mode) -> str:

@@ -35,6 +35,8 @@ def encode(record: KeyRecord) -> str:
         parts.append("warned=" + "/".join(sorted(record.warned)))
     if record.created:
         parts.append(f"created={record.created.isoformat()}")
+    if record.held:
+        parts.append(f"held={record.held.isoformat()}")
     return " ".join(parts)
 
 
@@ -51,6 +53,7 @@ def decode(value: str) -> KeyRecord:
             Reason(code) for code in fields.get("warned", "").split("/") if code in _CODES
         ),
         created=_date(fields.get("created")),
+        held=_date(fields.get("held")),
     )
 
 

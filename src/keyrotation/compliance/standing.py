@@ -49,7 +49,8 @@ STANDING_TEXT: dict[Standing, StandingText] = {
     Standing.OVERDUE: StandingText(
         "CIS AWS Foundations 1.14 and Security Hub IAM.3: failed",
         "The key is active and older than the rotation period. keyrotation replaces it and "
-        "deactivates it on the date shown; until then it is a finding.",
+        "deactivates it on the date shown (later, up to MaxHoldDays, while an application "
+        "still uses it and not its replacement); until then it is a finding.",
     ),
     Standing.UNUSED: StandingText(
         "Security Hub IAM.8: failed",
@@ -143,7 +144,8 @@ def _run_forward(
     user: UserKeys, periods: Periods, now: datetime
 ) -> tuple[dict[str, Action], list[ForecastEvent]]:
     """Walk until every key has its next change and the calendar is full, within one cycle."""
-    horizon = max(periods.rotation, periods.inactive) + periods.recovery_grace + 1
+    horizon = max(periods.rotation, periods.inactive) + (periods.max_hold or 0)
+    horizon += periods.recovery_grace + 1
     wanted = {k.key_id for k in user.keys}
     next_steps: dict[str, Action] = {}
     events = []

@@ -27,6 +27,7 @@ from keyrotation.inventory import read_organization
 from keyrotation.model import KeyRecord
 from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import RunContext, run_organization
+from keyrotation.reasons import Reason
 from keyrotation.report import RunReport
 from keyrotation.settings import Settings
 
@@ -71,6 +72,12 @@ def decision_table_users(today: datetime) -> list[UserSpec]:
             "expiry-blocked-soon",
             (KeySpec(85), KeySpec(30, active=False, record=KeyRecord(deactivated=ago(0)))),
         ),
+        UserSpec("held-in-use", (KeySpec(105), KeySpec(12, used_days_ago=None))),
+        UserSpec(
+            "held-replacement-used",
+            (KeySpec(110, record=KeyRecord(held=ago(1))), KeySpec(20)),
+        ),
+        UserSpec("held-to-the-limit", (KeySpec(140), KeySpec(40, used_days_ago=None))),
         UserSpec("forced-single", (KeySpec(30),)),
         UserSpec("forced-two-active", (KeySpec(60), KeySpec(20, used_days_ago=None))),
         UserSpec("forced-with-inactive", (KeySpec(50), KeySpec(20, active=False))),
@@ -189,6 +196,14 @@ def _checks(accounts: dict[str, SampleAccount], reports) -> list[tuple[str, bool
         ]
     )
     exempt_keys = iam.list_access_keys(UserName="exempt-break-glass")["AccessKeyMetadata"]
+    held = iam.list_access_keys(UserName="held-in-use")["AccessKeyMetadata"]
+    held_warnings = {
+        day.date()
+        for day, report in reports
+        for account in report.accounts
+        for outcome in account.outcomes
+        if outcome.user == "held-in-use" and outcome.action.reason is Reason.KEY_HELD_IN_USE
+    }
     return [
         (
             f"{user}'s new key is in its secret and is the user's only key",
@@ -198,5 +213,11 @@ def _checks(accounts: dict[str, SampleAccount], reports) -> list[tuple[str, bool
         (f"{user}'s old key {old_key} was deleted after deactivation", old_key not in live),
         (f"the comma in {ODD_NAME!r} maps to a valid secret", odd["UserName"] == ODD_NAME),
         ("the exempt user's key was not touched", len(exempt_keys) == 1),
+        (
+            "held-in-use's old key, still in use beside an unused new key, is held and its "
+            "owner warned on every run",
+            [k["Status"] for k in held] == ["Active", "Active"]
+            and held_warnings == {day.date() for day, _ in reports},
+        ),
         ("every day's run was clean", all(report.clean for _, report in reports)),
     ]
