@@ -15,18 +15,8 @@ from keyrotation.notify.render import load_local, template_s3_key
 from keyrotation.settings import load_settings
 from tests.orgs import KeySpec, UserSpec, keys_of
 from tests.test_cli import cli
+from tests.test_handlers import TEMPLATE_VALUES as GOOD_VALUES
 from tests.test_handlers import stack_environment
-
-GOOD_VALUES = {
-    "account_id": "111122223333",
-    "account_name": "Payments",
-    "timestamp": "2026-12-04 09:00 UTC",
-    "actions": ["a line"],
-    "rotation_period": 90,
-    "installation_grace_period": 10,
-    "recovery_grace_period": 10,
-    "partition_name": "aws",
-}
 
 # (case, where, input, message)
 BAD_INPUT = [

@@ -72,6 +72,19 @@ def deny_assume_role(session: boto3.Session, role_arn: str) -> None:
     session.events.register("before-call.sts.AssumeRole", refuse)
 
 
+# What the rotation function hands the notifier for an account, as far as a template needs.
+TEMPLATE_VALUES = {
+    "account_id": "111122223333",
+    "account_name": "Payments",
+    "timestamp": "2026-12-04 09:00 UTC",
+    "actions": ["a line"],
+    "rotation_period": 90,
+    "installation_grace_period": 10,
+    "recovery_grace_period": 10,
+    "partition_name": "aws",
+}
+
+
 def stack_environment(**values: str) -> dict[str, str]:
     """The environment the main stack gives a function, with this test's settings."""
     settings = {
@@ -186,16 +199,7 @@ def test_notifier_links_only_report_pages_of_its_own_bucket_prefix(lambda_env, m
         "email": "owner@example.com",
         "subject": "s",
         "email_template": "audit.html",
-        "template_values": {
-            "account_id": "111122223333",
-            "account_name": "Payments",
-            "timestamp": "2026-12-04 09:00 UTC",
-            "actions": ["a line"],
-            "rotation_period": 90,
-            "installation_grace_period": 10,
-            "recovery_grace_period": 10,
-            "partition_name": "aws",
-        },
+        "template_values": TEMPLATE_VALUES,
         "report_page": "other/Reports/dt=2026-12-04/111122223333.html",
     }
 
