@@ -172,6 +172,30 @@ def test_a_failed_smtp_send_keeps_the_lines_for_the_next_email(org, certificates
     assert state.load(account.account_id) == []
 
 
+def test_a_login_that_is_not_ascii_fails_the_mail_only_and_is_never_shown(
+    org, certificates, caplog, capsys
+):
+    """smtplib sends AUTH as ASCII; its own error would carry the whole login."""
+    password = "Z\u00fcrich-s3cret-\u00c4\u00d6\u00dc"
+    ssm = org.session.client("ssm")
+    ssm.put_parameter(Name=USER_PARAMETER, Value=USER, Type="String")
+    ssm.put_parameter(Name=PASSWORD_PARAMETER, Value=password, Type="SecureString")
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+
+    with smtp_server(certificates, "starttls") as mailbox:
+        settings = smtp_settings(org, mailbox.port, "starttls", DryRunFlag=False)
+        context = RunContext(settings, datetime.now(UTC))
+        sender = mail_sender(org.session, settings)
+        report = run_organization(org.session, context, notifier_with(sender), [account.account_id])
+
+    (result,) = report.accounts
+    assert not result.failed and [o.action.kind.value for o in result.outcomes] == ["ROTATE"]
+    assert result.notification.startswith("failed") and "not ASCII" not in result.notification
+    assert PASSWORD_PARAMETER in result.errors[0] and "ASCII" in result.errors[0]
+    shown = caplog.text + "".join(capsys.readouterr()) + str(result.to_dict())
+    assert "s3cret" not in shown and not mailbox.logins
+
+
 def test_the_notifier_function_sends_over_smtp_when_smtp_host_is_set(
     org, certificates, login, caplog
 ):

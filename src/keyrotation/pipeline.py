@@ -235,7 +235,7 @@ def run_account(
     # A bug met in one account is reported there and must not stop the other accounts.
     except Exception as exc:
         report.failed = True
-        report.errors.append(f"internal error, account not finished: {exc!r}")
+        report.errors.append(f"internal error, account not finished: {_bug(exc)}")
         log.exception(
             "account failed with an internal error",
             extra={"kr_fields": {"account": account.account_id}},
@@ -253,6 +253,12 @@ def run_account(
         errors=len(report.errors),
     )
     return report
+
+
+def _bug(exc: Exception) -> str:
+    """An unexpected error in words for the report, the email and the summary. Never its repr:
+    a UnicodeError's repr holds the whole string it failed on, which may be a secret."""
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _publish_summary(session: boto3.Session, report: AccountReport, context: RunContext) -> None:
@@ -285,7 +291,7 @@ def _scanned(run: _AccountRun, report: AccountReport, context: RunContext) -> No
     try:
         context.on_scanned(report)
     except Exception as exc:
-        report.errors.append(f"compliance report not written: internal error {exc!r}")
+        report.errors.append(f"compliance report not written: internal error {_bug(exc)}")
         log.exception(
             "report not written", extra={"kr_fields": {"account": report.account.account_id}}
         )

@@ -56,7 +56,7 @@ class SmtpSender:
                 if login is not None:
                     smtp.login(*login)
                 smtp.send_message(message)
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError, UnicodeError) as exc:
             raise NotificationError(
                 f"The SMTP server {where} did not take the email to {to}: {_describe(exc)}. "
                 "Check SMTPHost, SMTPPort, SMTPSecurity and the login in SSM."
@@ -82,7 +82,15 @@ class SmtpSender:
         if self.user_parameter is None or self.password_parameter is None:
             return None
         user = self._parameter(self.user_parameter, secure=False)
-        return user, self._parameter(self.password_parameter, secure=True)
+        password = self._parameter(self.password_parameter, secure=True)
+        # smtplib sends AUTH as ASCII; anything else would fail inside it with the whole login
+        # in the exception, so refuse it here, naming the parameters, never their values.
+        if not (user.isascii() and password.isascii()):
+            raise NotificationError(
+                f"The SMTP login in {self.user_parameter} and {self.password_parameter} holds "
+                "characters other than ASCII, which SMTP AUTH cannot send; store an ASCII login."
+            )
+        return user, password
 
     @requires(NOTIFIER, "ssm:GetParameter", "kms:Decrypt")
     def _parameter(self, name: str, secure: bool) -> str:
