@@ -525,6 +525,8 @@ def test_daily_run_from_schedule_to_email(deployment, monkeypatch, capsys):
         owner: f"handed to {notifier_function}"
     }
     assert [e["user"] for e in owner_payload["template_values"]["entries"]] == ["alice"]
+    # The account's page lists every user, so only the account email links to it.
+    assert "report_page" in payload and "report_page" not in owner_payload
     assert payload["email_template"] == SETTINGS["EmailTemplateEnforce"]
     deployment.run_as("NotifierFunction", monkeypatch)
     assert lambda_handlers.notifier(payload, None) == {"status": "sent"}

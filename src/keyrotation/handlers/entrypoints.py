@@ -167,7 +167,7 @@ def _notifier(
             "email_template": notification.template,
             "template_values": notification.values,
         }
-        if page is not None and page.page:
+        if page is not None and page.page and notification.whole_account:
             payload["report_page"] = page.page
         if function:
             _invoke(session, function, payload)

@@ -33,6 +33,8 @@ class Notification:
     subject: str
     template: str
     values: dict[str, Any]
+    # An owner mail tells of some users only, so it never links the account's whole page.
+    whole_account: bool = True
 
 
 def describe(outcome: Outcome, mode: Mode) -> str:
@@ -121,6 +123,7 @@ def build_for_owner(
             f"({account.account_id}) on {day}"
         ),
         values={**notification.values, "owner_email": owner},
+        whole_account=False,
     )
 
 
