@@ -340,6 +340,18 @@ def test_without_hold_a_key_in_use_is_deactivated_on_schedule():
     )
 
 
+def test_the_check_of_a_key_made_after_midnight_is_not_taken_for_the_switch():
+    # The run began on the store day and made the new key a minute into the next day; its
+    # own STS check of that key is then dated the day after the store day.
+    made = datetime.combine(ago(9), datetime.min.time(), UTC) + timedelta(minutes=1)
+    new = AccessKey("B", KeyStatus.ACTIVE, made, made + timedelta(seconds=2))
+    records = {"A": KeyRecord(replaced=ago(10)), "B": KeyRecord(created=ago(10))}
+
+    (action,) = decide([key("A", 100, used=0), new], records, PERIODS, NOW).actions
+
+    assert (action.kind, action.key_id, action.reason) == (WARN, "A", Reason.KEY_HELD_IN_USE)
+
+
 def test_a_hold_in_sight_warns_of_the_new_keys_expiration_conflict():
     # Periods outside the cycle checks (as after a forced rotation): the old key is due
     # tomorrow and gone in 6 days without a hold, when the new key expires; held, it lingers.

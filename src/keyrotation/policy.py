@@ -109,9 +109,14 @@ class _Day:
         before it, or be this tool's own check that the new key works."""
         return key.last_used is not None and key.last_used.date() > stored
 
+    def replacement_used(self, new: AccessKey, stored: date) -> bool:
+        """The new key used after the day it was made, so after this tool's own check of it,
+        even when a run that began before midnight made it after."""
+        return self.used_since(new, max(stored, new.created.date()))
+
     def hold_end(self, old: AccessKey, new: AccessKey, stored: date, on: date) -> date | None:
         """The last day of a hold on the old key due on `on`, or None when there is no hold."""
-        if self.periods.max_hold is None or self.used_since(new, stored):
+        if self.periods.max_hold is None or self.replacement_used(new, stored):
             return None
         if not self.used_since(old, stored):
             return None
@@ -194,7 +199,7 @@ def _deactivate_or_hold(
         return day.warn(DEACTIVATE, old, Reason.KEY_HELD_IN_USE, hold_end)
     if hold_end is not None:
         return day.act(DEACTIVATE, old, Reason.MAX_HOLD_PERIOD_END)
-    if day.record(old).held is not None and day.used_since(new, stored):
+    if day.record(old).held is not None and day.replacement_used(new, stored):
         return day.act(DEACTIVATE, old, Reason.REPLACEMENT_IN_USE)
     return day.act(DEACTIVATE, old, Reason.INSTALL_GRACE_PERIOD_END)
 
