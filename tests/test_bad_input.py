@@ -200,3 +200,15 @@ def _cli(org, args) -> str:
     result = cli(*args, "--outbox", str(org.outbox), credentials=credentials)
     assert result.returncode == 2, result.stdout + result.stderr
     return result.stderr.strip()
+
+
+def test_a_template_that_does_not_parse_stops_the_run_before_any_change(org, tmp_path):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    before = keys_of(account, "alice")
+    (tmp_path / "broken.html").write_text("<p>{{ account_id </p>", encoding="utf-8")
+
+    run = ["run", "--enforce", "--template-dir", str(tmp_path), "--account", account.account_id]
+    text = _cli(org, [*run, "--set", "EmailTemplateEnforce=broken.html"])
+
+    assert "'broken.html' does not parse: line 1" in text and "\n" not in text
+    assert keys_of(account, "alice") == before

@@ -30,7 +30,7 @@ from keyrotation.inventory import read_organization
 from keyrotation.model import ActionKind, Mode
 from keyrotation.notify.deliver import deliver
 from keyrotation.notify.message import Notification
-from keyrotation.notify.render import PACKAGE_TEMPLATES, load_local
+from keyrotation.notify.render import PACKAGE_TEMPLATES, check_syntax, load_local
 from keyrotation.notify.senders import OutboxSender, mail_sender
 from keyrotation.notify.unsent import FolderStore
 from keyrotation.pipeline import Notifier, RunContext, run_organization
@@ -394,7 +394,7 @@ def local_notifier(
 ) -> Notifier:
     folders = [template_dir, PACKAGE_TEMPLATES] if template_dir else [PACKAGE_TEMPLATES]
     for name in (settings.EmailTemplateAudit, settings.EmailTemplateEnforce):
-        load_local(name, folders)  # fail before any change, not after
+        check_syntax(load_local(name, folders), name)  # fail before any change, not after
     sender = (
         OutboxSender(outbox, settings.AdminEmailAddress)
         if outbox

@@ -34,6 +34,17 @@ def render(source: str, values: dict[str, Any]) -> str:
         raise TemplateError(f"The email template does not render: {exc}") from exc
 
 
+def check_syntax(source: str, name: str) -> str:
+    """Parse a template without rendering it, so a broken one stops a run before any change."""
+    try:
+        jinja2.Environment(autoescape=True).parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"Email template {name!r} does not parse: line {exc.lineno}: {exc.message}"
+        ) from exc
+    return source
+
+
 def check_name(name: str) -> str:
     if not TEMPLATE_NAME.fullmatch(name) or ".." in name:
         raise TemplateError(f"Template name {name!r} must be a plain file name, without folders")
