@@ -128,6 +128,16 @@ def test_forced_rotation_replaces_a_young_key_and_only_for_the_named_user(org):
     assert outcomes(report, "dave") == []
 
 
+def test_a_forced_rotation_of_a_key_made_today_is_not_done_and_says_why(org):
+    account = org.account([UserSpec("frank", (KeySpec(0),))])
+    before = keys_of(account, "frank")
+
+    report = org.run([account], forced=("frank",), DryRunFlag=False)
+
+    assert outcomes(report, "frank") == [] and keys_of(account, "frank") == before
+    assert [n for n in report.accounts[0].skipped if n.startswith("user frank: forced rotation")]
+
+
 def test_forced_rotation_of_an_unknown_user_changes_nothing(org):
     account = org.account([UserSpec("erin", (KeySpec(95),))])
 

@@ -255,6 +255,10 @@ def run_account(
     return report
 
 
+def _rotates(actions: Iterable[Action]) -> bool:
+    return any(action.kind is ActionKind.ROTATE for action in actions)
+
+
 def _bug(exc: Exception) -> str:
     """An unexpected error in words for the report, the email and the summary. Never its repr:
     a UnicodeError's repr holds the whole string it failed on, which may be a secret."""
@@ -504,6 +508,11 @@ class _AccountRun:
             plan = decide(
                 keys, records, self.settings.periods, self.context.now, forced and round_ == 0
             )
+            if forced and round_ == 0 and not _rotates(plan.actions):
+                self.report.skipped.append(
+                    f"user {user.name}: forced rotation not done: it has no active key, or a "
+                    "key of it was made today (a user is rotated at most once a day)"
+                )
             fresh = [a for a in plan.actions if (a.key_id, a.kind, a.reason) not in seen]
             seen.update((a.key_id, a.kind, a.reason) for a in fresh)
             if not fresh:
