@@ -170,3 +170,25 @@ def test_unreadable_secret_or_bad_option_is_refused_in_one_line(org, tmp_path, a
         current["AccessKeyId"]: "Active"
     }
     assert current["SecretAccessKey"] not in result.stdout + result.stderr
+
+
+def test_symlinked_credentials_file_is_written_through_and_stays_a_link(org, tmp_path):
+    # given a credentials file kept in another folder (a dotfiles repository) and linked in
+    account = org.account()
+    current = holder_with_key(org, account)
+    new = secret_of(account, "alice")
+    (tmp_path / "dotfiles").mkdir()
+    target, before = credentials_file(tmp_path / "dotfiles", current)
+    (tmp_path / "aws").mkdir()
+    link = tmp_path / "aws" / "credentials"
+    link.symlink_to(target)
+
+    # when the key is installed through the link
+    result = install(link)
+
+    # then the link still points at its target, and the target holds the new key
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert_installed(target, before, current, new, result)
+    assert list((tmp_path / "aws").iterdir()) == [link], "no backup or temporary file by the link"
+    assert f"{link} is a link; wrote to its target {target.resolve()}" in result.stdout
