@@ -381,10 +381,19 @@ def install_key_command(
         if replaced.through_link
         else ()
     )
+    tightened = (
+        (
+            f"Tightened the mode of {replaced.target} from {replaced.mode_before:04o} to "
+            f"{replaced.mode:04o}: it holds a secret access key.",
+        )
+        if replaced.mode != replaced.mode_before
+        else ()
+    )
     lines = (
         f"Installed key {done.new_key_id} from {done.secret_id} in {where} "
         f"(it held {done.old_key_id}).",
         *through,
+        *tightened,
         f"Backup of the file as it was: {replaced.backup}",
         f"Restart what uses profile {done.profile}: SDKs and the AWS CLI read the file when a "
         "process starts, so running services, containers and scheduled jobs keep key "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,8 @@ OPTION = re.compile(r"^(\s*)([A-Za-z_]+)(\s*=\s*)(.*?)(\r?\n)?$")
 KEY_LINES = ("aws_access_key_id", "aws_secret_access_key")
 # A session token belongs to temporary credentials; next to a long-term key it breaks signing.
 DROPPED = ("aws_session_token", "aws_security_token")
+# The file holds secret keys: whatever its mode was, group and others lose their bits.
+OWNER_ONLY = 0o600
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Replaced:
     target: Path
     backup: Path
     through_link: bool
+    mode_before: int
+    mode: int
 
 
 @dataclass(frozen=True)
@@ -156,17 +159,19 @@ def read_secret(session: boto3.Session, secret_id: str, profile: str) -> dict[st
 
 
 def replace_profile_key(path: Path, profile: str, key: NewKey) -> Replaced:
-    """Rewrite the profile's key lines, keeping every other line and the file's mode; the old
-    file is kept beside it as `<name>.<UTC time>.bak` with the same mode. A link is written
-    through: its target is rewritten in its own folder and the link stays as it was."""
+    """Rewrite the profile's key lines, keeping every other line; the old file is kept beside
+    it as `<name>.<UTC time>.bak`. Both are readable by the owner only: the backup holds the
+    old key, which works until keyrotation deactivates it. A link is written through: its
+    target is rewritten in its own folder and the link stays as it was."""
     target = path.resolve()
-    original = target.read_text(encoding="utf-8")
-    updated = _with_key(original.splitlines(keepends=True), profile, key)
+    original = target.read_bytes()
+    updated = _with_key(original.decode("utf-8").splitlines(keepends=True), profile, key)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     backup = target.with_name(f"{target.name}.{stamp}.bak")
-    shutil.copy2(target, backup)
+    _write_private(backup, original)
 
-    mode = target.stat().st_mode & 0o777
+    mode_before = target.stat().st_mode & 0o777
+    mode = mode_before & OWNER_ONLY
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         os.fchmod(handle, mode)
@@ -176,7 +181,14 @@ def replace_profile_key(path: Path, profile: str, key: NewKey) -> Replaced:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return Replaced(target, backup, through_link=path.is_symlink())
+    return Replaced(target, backup, path.is_symlink(), mode_before, mode)
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Create the file readable by its owner only from the start; never overwrite one."""
+    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OWNER_ONLY)
+    with os.fdopen(handle, "wb") as file:
+        file.write(content)
 
 
 def _with_key(lines: list[str], profile: str, key: NewKey) -> list[str]:
