@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import stat
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 
+from keyrotation.aws.iam import NewKey
 from keyrotation.aws.secrets import secret_name
 from keyrotation.emulator.sample import SampleAccount, add_users, use_key
+from keyrotation.install_key import replace_profile_key
 from tests.orgs import UserSpec, keys_of, secret_of
 
 OTHER = (
@@ -35,7 +38,9 @@ def holder_with_key(org, account: SampleAccount, **settings) -> dict[str, str]:
     return current
 
 
-def credentials_file(tmp_path, current: dict[str, str]) -> tuple[os.PathLike, str]:
+def credentials_file(
+    tmp_path, current: dict[str, str], mode: int = 0o600
+) -> tuple[os.PathLike, str]:
     text = (
         f"{OTHER}"
         "[app]\n"
@@ -46,7 +51,7 @@ def credentials_file(tmp_path, current: dict[str, str]) -> tuple[os.PathLike, st
     )
     path = tmp_path / "credentials"
     path.write_text(text)
-    path.chmod(0o600)
+    path.chmod(mode)
     return path, text
 
 
@@ -170,3 +175,72 @@ def test_unreadable_secret_or_bad_option_is_refused_in_one_line(org, tmp_path, a
         current["AccessKeyId"]: "Active"
     }
     assert current["SecretAccessKey"] not in result.stdout + result.stderr
+
+
+def test_symlinked_credentials_file_is_written_through_and_stays_a_link(org, tmp_path):
+    # given a credentials file kept in another folder (a dotfiles repository) and linked in
+    account = org.account()
+    current = holder_with_key(org, account)
+    new = secret_of(account, "alice")
+    (tmp_path / "dotfiles").mkdir()
+    target, before = credentials_file(tmp_path / "dotfiles", current)
+    (tmp_path / "aws").mkdir()
+    link = tmp_path / "aws" / "credentials"
+    link.symlink_to(target)
+
+    # when the key is installed through the link
+    result = install(link)
+
+    # then the link still points at its target, and the target holds the new key
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert_installed(target, before, current, new, result)
+    assert list((tmp_path / "aws").iterdir()) == [link], "no backup or temporary file by the link"
+    assert f"{link} is a link; wrote to its target {target.resolve()}" in result.stdout
+
+
+def test_credentials_file_readable_by_others_is_tightened_to_the_owner(org, tmp_path):
+    account = org.account()
+    current = holder_with_key(org, account)
+    new = secret_of(account, "alice")
+    path, before = credentials_file(tmp_path, current, mode=0o644)
+
+    result = install(path)
+
+    assert_installed(path, before, current, new, result)
+    assert f"Tightened the mode of {path} from 0644 to 0600" in result.stdout
+
+
+def test_backup_is_never_created_readable_by_others(tmp_path, monkeypatch):
+    # given a 0600 file and a umask that leaves new files readable by everyone
+    current = {"AccessKeyId": "AKIAOLDKEYEXAMPLE0001", "SecretAccessKey": "old-secret"}
+    path, before = credentials_file(tmp_path, current)
+    created: dict[str, int] = {}
+    real_os_open, real_open = os.open, builtins.open
+
+    def spy_os_open(file, flags, mode=0o777, *args, **kwargs):
+        fd = real_os_open(file, flags, mode, *args, **kwargs)
+        if flags & os.O_CREAT:
+            created[os.fsdecode(file)] = stat.S_IMODE(os.fstat(fd).st_mode)
+        return fd
+
+    def spy_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if any(letter in mode for letter in "wxa") and isinstance(file, (str, os.PathLike)):
+            created[os.fsdecode(file)] = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+        return handle
+
+    monkeypatch.setattr(os, "open", spy_os_open)
+    monkeypatch.setattr(builtins, "open", spy_open)
+    umask = os.umask(0o022)
+    try:
+        # when the profile's key is replaced
+        new = NewKey("AKIANEWKEYEXAMPLE0002", datetime.now(UTC), "new-secret")
+        replaced = replace_profile_key(path, "app", new)
+    finally:
+        os.umask(umask)
+
+    # then the backup, holding the old key that still works, was 0600 from its first byte
+    assert created[str(replaced.backup)] == 0o600, created
+    assert all(mode & 0o077 == 0 for mode in created.values()), created
+    assert replaced.backup.read_text() == before

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from keyrotation.aws import records
-from keyrotation.notify.owners import journal_key
+from keyrotation.notify.owners import journal_key, owner_of
 from keyrotation.notify.unsent import FolderStore
 from keyrotation.reasons import Reason
 from tests.faults import Crash
@@ -17,6 +17,7 @@ from tests.orgs import KeySpec, OrgBuilder, UserSpec
 TAG = "owner"
 TEAM_A = "team-a@example.com"
 TEAM_B = "team-b@example.com"
+GONE = "gone-team@example.com"
 
 
 def owned_account(org: OrgBuilder, tags: dict[str, str], users: list[UserSpec]):
@@ -173,6 +174,80 @@ def test_an_owner_is_told_what_a_stopped_run_started(org, faults):
 
     (team_a,) = mails_to(org, TEAM_A)
     assert "Not sent before" in team_a and "started to rotate key" in team_a
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ".x@example.com",
+        "x.@example.com",
+        "a..b@example.com",
+        "a@-b.com",
+        "a@b-.com",
+        "a@b..com",
+        "a@.b.com",
+        "a@b.com.",
+        "a@b.c0m",
+        "a@b",
+    ],
+)
+def test_an_address_mail_servers_refuse_is_not_taken_as_an_owner(value):
+    ownership = owner_of("ann", {TAG: value}, TAG)
+
+    assert ownership.owner is None and "not an email address" in ownership.fallback
+
+
+@pytest.mark.parametrize(
+    "value", ["first.last+keys@mail.example.co.uk", "a_b%c-d@x-y.example.com", "Team-A@Example.COM"]
+)
+def test_a_plain_dot_atom_address_is_taken_as_an_owner(value):
+    assert owner_of("ann", {TAG: value}, TAG).owner == value.lower()
+
+
+def test_an_owner_refused_three_days_running_falls_back_to_the_account_email(org):
+    # given an owner address that looks right but that the mail service refuses every day
+    account = owned_account(org, {"ann": GONE}, [UserSpec("ann", (KeySpec(84),))])
+    state = FolderStore(org.outbox.parent / "state")
+    org.refused.add(GONE)
+
+    # when six daily runs warn about ann's key
+    reports, kept = [], []
+    for day in range(6):
+        reports.append(org.run([account], days=day, DryRunFlag=False, ResourceOwnerTag=TAG))
+        kept.append(len(state.load(journal_key(account.account_id))))
+
+    # then the owner's lines stop growing after three refused days and none is lost
+    assert kept == [1, 2, 3, 0, 0, 0]
+    for report in reports[:3]:
+        assert report.accounts[0].owner_mails[GONE].startswith("failed")
+    fallen = reports[3].accounts[0]
+    reason = f"user ann: owner mail to {GONE} refused 3 days running; told the account email only"
+    assert fallen.owner_mails == {} and fallen.owner_fallbacks == [reason]
+    mails = mails_to(org, account.email)
+    assert len(mails) == 4, "the warning is told again only while the owner is still tried"
+    assert reason in mails[3]
+    assert mails[3].count(f"Not sent before: owner mail to {GONE} refused") == 3
+    assert warned(account, "ann"), "the account email told the warning, so it is recorded"
+    assert state.load(account.account_id) == []
+
+
+def test_lines_kept_for_an_address_no_longer_taken_go_to_the_account_email(org):
+    # given lines kept for an owner address an earlier version took, and no longer takes
+    account = org.account([UserSpec("ann", (KeySpec(20),))])
+    state = FolderStore(org.outbox.parent / "state")
+    line = f"{org.now.date()}: Rotated key AKIAEXAMPLE of user ann: rotated [EXPIRED_ACTIVE_KEY]"
+    state.save(journal_key(account.account_id), [f"a..b@example.com {line}"])
+
+    # when the next run has nothing new to tell
+    report = org.run([account], DryRunFlag=False, ResourceOwnerTag=TAG)
+
+    # then the account email carries the line, and it is no longer kept
+    assert report.clean, report.accounts[0].errors
+    (whole,) = mails_to(org, account.email)
+    assert (
+        f"owner address &#39;a..b@example.com&#39; is not taken any more; its line: {line}" in whole
+    )
+    assert state.load(journal_key(account.account_id)) == []
 
 
 def warned(account, user: str) -> bool:

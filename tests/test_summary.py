@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 
+from keyrotation.aws import sns
+from keyrotation.model import Account, Mode
+from keyrotation.report import AccountReport
+from keyrotation.summary import FAILURES_KEPT, summarize
 from tests.orgs import KeySpec, OrgBuilder, UserSpec, keys_of, secret_of
 
 KEY_ID = re.compile(r"A[A-Z0-9]{3}[A-Z0-9]{12}")
@@ -65,6 +70,7 @@ def test_each_account_run_publishes_one_summary_without_key_material(org):
         "failed": False,
         "busy": False,
         "failures": [],
+        "failures_total": 0,
         "notification": "written",
     }
     assert secret_of(account, "alice")["SecretAccessKey"] not in body
@@ -111,3 +117,24 @@ def test_a_summary_that_cannot_be_published_is_reported_and_the_changes_stand(or
     assert not result.failed and not report.clean
     assert any("account summary not published" in e for e in result.errors)
     assert len(keys_of(account, "alice")) == 2
+
+
+def test_thousands_of_failures_fit_one_message_with_their_total(org):
+    # given an account where 3,000 users could not be scanned, each with a long reason
+    topic, queue = topic_with_queue(org)
+    report = AccountReport(Account("111122223333", "Payments", "p@example.com"), Mode.ENFORCE)
+    reason = "Rate exceeded (Throttling) while listing keys of key AKIAIOSFODNN7EXAMPLE; " * 40
+    report.not_scanned = [f"user u{number:04d}: {reason}" for number in range(3000)]
+
+    # when its summary is published
+    summary = summarize(report, "run-1", datetime(2026, 12, 4, 6, tzinfo=UTC), dated=False)
+    sns.publish(org.session, topic, "keyrotation enforce summary", summary)
+
+    # then the topic took it, with the first lines shortened and the total
+    ((body, received),) = summaries(org, queue)
+    assert received["failures_total"] == 3000
+    assert len(received["failures"]) == FAILURES_KEPT
+    assert received["failures"][0].startswith("user u0000: Rate exceeded")
+    assert all(len(line) < 1000 for line in received["failures"])
+    assert len(body.encode()) < 100_000, "well under SNS's 256 KB"
+    assert "AKIAIOSFODNN7EXAMPLE" not in body

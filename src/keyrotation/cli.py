@@ -366,7 +366,8 @@ def install_key_command(
         )
     done = install_key(profile, central_account, secret_arn)
     where = f"profile {done.profile} of {done.path}"
-    if not done.changed:
+    replaced = done.replaced
+    if replaced is None:
         out.print(
             f"Key {done.new_key_id} from {done.secret_id} is already in {where}; nothing changed.",
             highlight=False,
@@ -375,10 +376,25 @@ def install_key_command(
             soft_wrap=True,
         )
         return
+    through = (
+        (f"{done.path} is a link; wrote to its target {replaced.target}, the link stays.",)
+        if replaced.through_link
+        else ()
+    )
+    tightened = (
+        (
+            f"Tightened the mode of {replaced.target} from {replaced.mode_before:04o} to "
+            f"{replaced.mode:04o}: it holds a secret access key.",
+        )
+        if replaced.mode != replaced.mode_before
+        else ()
+    )
     lines = (
         f"Installed key {done.new_key_id} from {done.secret_id} in {where} "
         f"(it held {done.old_key_id}).",
-        f"Backup of the file as it was: {done.backup}",
+        *through,
+        *tightened,
+        f"Backup of the file as it was: {replaced.backup}",
         f"Restart what uses profile {done.profile}: SDKs and the AWS CLI read the file when a "
         "process starts, so running services, containers and scheduled jobs keep key "
         f"{done.old_key_id} until they are restarted.",

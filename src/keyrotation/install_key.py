@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,19 @@ OPTION = re.compile(r"^(\s*)([A-Za-z_]+)(\s*=\s*)(.*?)(\r?\n)?$")
 KEY_LINES = ("aws_access_key_id", "aws_secret_access_key")
 # A session token belongs to temporary credentials; next to a long-term key it breaks signing.
 DROPPED = ("aws_session_token", "aws_security_token")
+# The file holds secret keys: whatever its mode was, group and others lose their bits.
+OWNER_ONLY = 0o600
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """The file that was rewritten (a link's target, when the path is a link) and its backup."""
+
+    target: Path
+    backup: Path
+    through_link: bool
+    mode_before: int
+    mode: int
 
 
 @dataclass(frozen=True)
@@ -41,11 +53,11 @@ class Installed:
     old_key_id: str
     new_key_id: str
     secret_id: str
-    backup: Path | None
+    replaced: Replaced | None
 
     @property
     def changed(self) -> bool:
-        return self.backup is not None
+        return self.replaced is not None
 
 
 def credentials_path() -> Path:
@@ -75,8 +87,8 @@ def install_key(
         (checker or KeyChecker(session.region_name, attempts=3)).check(user, new)
     except RotationError as exc:
         raise InstallError(f"{exc}; profile {profile} was not changed") from exc
-    backup = replace_profile_key(path, profile, new)
-    return Installed(profile, path, old_key_id, new.key_id, secret_id, backup)
+    replaced = replace_profile_key(path, profile, new)
+    return Installed(profile, path, old_key_id, new.key_id, secret_id, replaced)
 
 
 def profile_key_id(path: Path, profile: str) -> str:
@@ -146,26 +158,37 @@ def read_secret(session: boto3.Session, secret_id: str, profile: str) -> dict[st
         ) from None
 
 
-def replace_profile_key(path: Path, profile: str, key: NewKey) -> Path:
-    """Rewrite the profile's key lines, keeping every other line and the file's mode; the old
-    file is kept beside it as `<name>.<UTC time>.bak` with the same mode."""
-    original = path.read_text(encoding="utf-8")
-    updated = _with_key(original.splitlines(keepends=True), profile, key)
+def replace_profile_key(path: Path, profile: str, key: NewKey) -> Replaced:
+    """Rewrite the profile's key lines, keeping every other line; the old file is kept beside
+    it as `<name>.<UTC time>.bak`. Both are readable by the owner only: the backup holds the
+    old key, which works until keyrotation deactivates it. A link is written through: its
+    target is rewritten in its own folder and the link stays as it was."""
+    target = path.resolve()
+    original = target.read_bytes()
+    updated = _with_key(original.decode("utf-8").splitlines(keepends=True), profile, key)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    backup = path.with_name(f"{path.name}.{stamp}.bak")
-    shutil.copy2(path, backup)
+    backup = target.with_name(f"{target.name}.{stamp}.bak")
+    _write_private(backup, original)
 
-    mode = path.stat().st_mode & 0o777
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    mode_before = target.stat().st_mode & 0o777
+    mode = mode_before & OWNER_ONLY
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         os.fchmod(handle, mode)
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             file.write("".join(updated))
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return backup
+    return Replaced(target, backup, path.is_symlink(), mode_before, mode)
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Create the file readable by its owner only from the start; never overwrite one."""
+    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OWNER_ONLY)
+    with os.fdopen(handle, "wb") as file:
+        file.write(content)
 
 
 def _with_key(lines: list[str], profile: str, key: NewKey) -> list[str]:

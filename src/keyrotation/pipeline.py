@@ -46,7 +46,18 @@ from keyrotation.model import (
     UserKeys,
 )
 from keyrotation.notify.message import Notification, build, build_for_owner, describe
-from keyrotation.notify.owners import Ownership, decode_lines, encode_lines, journal_key, owner_of
+from keyrotation.notify.owners import (
+    OWNER_EMAIL,
+    REFUSED_DAYS,
+    Ownership,
+    decode_lines,
+    decode_refusals,
+    encode_lines,
+    encode_refusals,
+    journal_key,
+    owner_of,
+    refusals_key,
+)
 from keyrotation.notify.unsent import UnsentStore
 from keyrotation.policy import decide
 from keyrotation.reasons import Reason
@@ -334,6 +345,10 @@ class _AccountRun:
         self.owner_tag = self.settings.ResourceOwnerTag
         self.ownership: dict[str, Ownership] = {}
         self.owner_journal_used = False
+        # Per owner, the run days its mail was refused since it last went out; owners refused
+        # on REFUSED_DAYS of them are mailed no more this run.
+        self.refusals: dict[str, set[str]] = {}
+        self.refused_owners: set[str] = set()
         self.keep_keys = context.on_scanned is not None
         self._seen: dict[str, UserKeys] = {}
 
@@ -362,9 +377,7 @@ class _AccountRun:
         if self.journal is not None:
             self.report.earlier = self.journal.load(self.account.account_id)
         if self.journal is not None and self.owner_tag:
-            stored = self.journal.load(journal_key(self.account.account_id))
-            self.report.owner_earlier = decode_lines(stored)
-            self.owner_journal_used = bool(stored)
+            self._load_owner_journal(self.journal)
 
         audit = self.context.mode is Mode.AUDIT
         for user, read_live, reported_last_use in users:
@@ -605,6 +618,25 @@ class _AccountRun:
             self.journal.save(journal_key(self.account.account_id), encode_lines(by_owner))
             self.owner_journal_used = True
 
+    def _load_owner_journal(self, journal: UnsentStore) -> None:
+        """The owners' unsent lines. Those of an owner no longer mailed (refused too many days
+        running, or an address no longer taken) go to the account email: none is lost."""
+        stored = journal.load(journal_key(self.account.account_id))
+        self.owner_journal_used = bool(stored)
+        if not stored:
+            return
+        self.refusals = decode_refusals(journal.load(refusals_key(self.account.account_id)))
+        self.refused_owners = {o for o, days in self.refusals.items() if len(days) >= REFUSED_DAYS}
+        for owner, lines in decode_lines(stored).items():
+            if owner in self.refused_owners:
+                why = f"owner mail to {owner} refused {REFUSED_DAYS} days running"
+            elif not OWNER_EMAIL.fullmatch(owner):
+                why = f"owner address {owner!r} is not taken any more"
+            else:
+                self.report.owner_earlier[owner] = lines
+                continue
+            self.report.earlier += [f"{why}; its line: {line}" for line in lines]
+
     def _lines(self, owner: str | None = None) -> list[str]:
         return [
             f"{self.today}: {describe(o, self.report.mode)}"
@@ -613,10 +645,13 @@ class _AccountRun:
         ]
 
     def _owner(self, user: str) -> str | None:
-        """The user's owner address, unless it is the account's own: its email tells all."""
+        """The user's owner address, unless it is the account's own (its email tells all) or
+        its mail was refused too many days running."""
         ownership = self.ownership.get(user)
         owner = ownership.owner if ownership else None
-        return owner if owner != self.account.email.lower() else None
+        if owner == self.account.email.lower() or owner in self.refused_owners:
+            return None
+        return owner
 
     def _owner_lines(self) -> dict[str, list[str]]:
         """Per owner: what its mail has not told yet, and today's lines about its users."""
@@ -690,10 +725,16 @@ class _AccountRun:
         Every such user was read live, so its tags are known."""
         for user in dict.fromkeys(o.user for o in self.report.outcomes):
             owner = self._owner(user)
+            ownership = self.ownership[user]
             if owner is not None:
                 self.report.owners[user] = owner
-            elif self.ownership[user].fallback:
-                self.report.owner_fallbacks.append(self.ownership[user].fallback)
+            elif ownership.owner in self.refused_owners:
+                self.report.owner_fallbacks.append(
+                    f"user {user}: owner mail to {ownership.owner} refused {REFUSED_DAYS} days "
+                    "running; told the account email only"
+                )
+            elif ownership.fallback:
+                self.report.owner_fallbacks.append(ownership.fallback)
 
     def _notify_owners(self, notifier: Notifier, partition: str) -> set[str]:
         """Send each owner its mail; the owners whose mail failed keep their lines."""
@@ -718,7 +759,19 @@ class _AccountRun:
                 self.journal.save(key, encode_lines(unsent))
             else:
                 self.journal.clear(key)
+        if self.journal is not None:
+            self._count_refusals(self.journal, set(unsent))
         return set(unsent)
+
+    def _count_refusals(self, journal: UnsentStore, refused: set[str]) -> None:
+        """Add today to each owner refused today; an owner whose mail went out, or that fell
+        back to the account email today, starts again from nothing."""
+        days = {owner: self.refusals.get(owner, set()) | {str(self.today)} for owner in refused}
+        key = refusals_key(self.account.account_id)
+        if days:
+            journal.save(key, encode_refusals(days))
+        elif self.refusals:
+            journal.clear(key)
 
     def _remember_warnings(self, untold: set[str]) -> None:
         """Record each sent warning on its key, so it is not sent again."""

@@ -1,6 +1,6 @@
 """Owner mails: a user tag names the team that owns the user, and that team gets a mail about
-its own users' keys. A tag that is missing or is not an email address leaves the user to the
-account email, and says so in the report."""
+its own users' keys. A tag that is missing or is not an email address, or an owner whose mail
+was refused too many days running, leaves the user to the account email, and says so."""
 
 from __future__ import annotations
 
@@ -9,10 +9,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # Stricter than the settings' check: a tag value is written by anyone who may tag users, and
-# the address becomes a recipient, so only plain addresses are taken.
+# the address becomes a recipient, so only plain addresses are taken, and only ones SES and
+# SMTP servers accept: dot-atoms (no leading, trailing or doubled dot), domain labels that
+# neither start nor end with '-', a top-level domain of letters.
+_ATOM = r"[A-Za-z0-9_%+-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 OWNER_EMAIL = re.compile(
-    r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,63}", re.ASCII
+    rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}", re.ASCII
 )
+# An owner whose mail is refused this many run days in a row is not mailed on the next run: its
+# kept lines and its users go to the account email. See "Owner mails" in the README for why 3.
+REFUSED_DAYS = 3
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,29 @@ def encode_lines(by_owner: Mapping[str, Iterable[str]]) -> list[str]:
 
 
 def decode_lines(stored: Iterable[str]) -> dict[str, list[str]]:
+    """Every stored line by its owner, also an owner no longer taken: the caller hands those
+    lines to the account email, so that none is lost."""
     by_owner: dict[str, list[str]] = {}
     for entry in stored:
         owner, _, line = entry.partition(" ")
-        if OWNER_EMAIL.fullmatch(owner) and line:
+        if line:
             by_owner.setdefault(owner, []).append(line)
     return by_owner
+
+
+def refusals_key(account_id: str) -> str:
+    """Where the run days on which each owner's mail was refused are kept, since its last
+    mail went out."""
+    return f"{account_id}.owner-refusals"
+
+
+def encode_refusals(days_by_owner: Mapping[str, Iterable[str]]) -> list[str]:
+    return [f"{owner} {day}" for owner, days in sorted(days_by_owner.items()) for day in days]
+
+
+def decode_refusals(stored: Iterable[str]) -> dict[str, set[str]]:
+    days_by_owner: dict[str, set[str]] = {}
+    for entry in stored:
+        owner, _, day = entry.partition(" ")
+        days_by_owner.setdefault(owner, set()).add(day)
+    return days_by_owner
