@@ -304,7 +304,8 @@ def demo(
     out.rule("Checks")
     for text, ok in result.checks:
         out.print(f"{'[green]PASS[/green]' if ok else '[red]FAIL[/red]'}  {text}")
-    emails = sorted(result.outbox.glob("*.html"))
+    # The compliance report is written beside the emails; it is not one.
+    emails = [path for path in result.outbox.glob("*.html") if path != result.report]
     out.print(f"\n{len(emails)} emails written to {result.outbox.resolve()}")
     out.print(f"History of every change and notice: {result.history.resolve()}")
     out.print(f"Compliance report (open in a browser): {result.report.resolve()}")
