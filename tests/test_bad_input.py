@@ -157,6 +157,30 @@ BAD_INPUT = [
     ("CLI date", "cli", ["run", "--as-of", "tomorrow"], "--as-of expects a date"),
     ("CLI setting", "cli", ["run", "--set", "DryRunFlag=perhaps"], "DryRunFlag"),
     ("CLI unknown account", "cli", ["run", "--account", "000000000000"], "not in the organization"),
+    (
+        "report to a missing folder",
+        "cli",
+        ["report", "--format", "csv", "--output", "/nonexistent/x.csv"],
+        "folder /nonexistent does not exist",
+    ),
+    (
+        "report into a file, not a folder",
+        "cli",
+        ["report", "--format", "csv", "--output", "/dev/null/x.csv"],
+        "/dev/null is not a folder",
+    ),
+    (
+        "report to a folder",
+        "cli",
+        ["report", "--format", "csv", "--output", "/tmp"],
+        "it is a folder",
+    ),
+    (
+        "report to a full device",
+        "cli",
+        ["report", "--format", "csv", "--output", "/dev/full"],
+        "--output /dev/full cannot be written: No space left on device",
+    ),
 ]
 
 
@@ -197,6 +221,7 @@ def _feed(org, monkeypatch, where, given) -> str:
 
 def _cli(org, args) -> str:
     credentials = org.session.get_credentials().get_frozen_credentials()
-    result = cli(*args, "--outbox", str(org.outbox), credentials=credentials)
+    outbox = ["--outbox", str(org.outbox)] if args[0] == "run" else []
+    result = cli(*args, *outbox, credentials=credentials)
     assert result.returncode == 2, result.stdout + result.stderr
     return result.stderr.strip()
