@@ -6,7 +6,7 @@ import pytest
 
 from keyrotation.errors import SettingsError
 from keyrotation.model import Mode
-from keyrotation.settings import load_settings
+from keyrotation.settings import FLAGS, Settings, load_settings
 
 
 def test_defaults_are_the_documented_ones_and_audit_mode():
@@ -107,3 +107,27 @@ def test_scan_method_and_concurrency_default_to_the_report_and_four_accounts():
 def test_an_unknown_scan_method_or_no_concurrency_is_refused(name, value):
     with pytest.raises(SettingsError, match=f"Invalid setting {name}"):
         load_settings(environ={name: value})
+
+
+FLAG_SPELLINGS = [
+    ("True", True),
+    ("true", True),
+    ("yes", True),
+    ("On", True),
+    ("1", True),
+    ("False", False),
+    ("no", False),
+    ("off", False),
+    (" 0 ", False),
+]
+
+
+@pytest.mark.parametrize("name", ["DryRunFlag", "StoreSecretsInCentralAccount", "HoldWhileInUse"])
+@pytest.mark.parametrize(("text", "expected"), FLAG_SPELLINGS)
+def test_every_flag_reads_true_and_false_the_same_way(name, text, expected):
+    assert getattr(load_settings(environ={}, overrides={name: text}), name) is expected
+
+
+def test_every_boolean_setting_is_read_by_the_one_flag_parser():
+    booleans = {name for name, field in Settings.model_fields.items() if field.annotation is bool}
+    assert booleans == set(FLAGS)
