@@ -120,16 +120,26 @@ BAD_INPUT = [
             "SMTPUserParamName": "kr-user",
             "SMTPPasswordParamName": "/kr/password",
         },
-        "SMTPUserParamName",
+        "SMTPUserParamName: must be an SSM parameter name starting with /",
     ),
-    ("owner tag with markup", "settings", {"ResourceOwnerTag": "<owner>"}, "ResourceOwnerTag"),
+    (
+        "owner tag with markup",
+        "settings",
+        {"ResourceOwnerTag": "<owner>"},
+        "ResourceOwnerTag: must be a tag key",
+    ),
     ("owner tag of this tool", "settings", {"ResourceOwnerTag": "keyrotation:x"}, "reserved"),
-    ("topic not an ARN", "settings", {"SummaryTopicArn": "my-topic"}, "SummaryTopicArn"),
+    (
+        "topic not an ARN",
+        "settings",
+        {"SummaryTopicArn": "my-topic"},
+        "SummaryTopicArn: must be an SNS topic ARN",
+    ),
     (
         "FIFO topic",
         "settings",
         {"SummaryTopicArn": "arn:aws:sns:us-east-1:111122223333:kr.fifo"},
-        "SummaryTopicArn",
+        "not a FIFO one",
     ),
     (
         "central storage not a flag",
@@ -157,6 +167,30 @@ BAD_INPUT = [
     ("CLI date", "cli", ["run", "--as-of", "tomorrow"], "--as-of expects a date"),
     ("CLI setting", "cli", ["run", "--set", "DryRunFlag=perhaps"], "DryRunFlag"),
     ("CLI unknown account", "cli", ["run", "--account", "000000000000"], "not in the organization"),
+    (
+        "report to a missing folder",
+        "cli",
+        ["report", "--format", "csv", "--output", "/nonexistent/x.csv"],
+        "folder /nonexistent does not exist",
+    ),
+    (
+        "report into a file, not a folder",
+        "cli",
+        ["report", "--format", "csv", "--output", "/dev/null/x.csv"],
+        "/dev/null is not a folder",
+    ),
+    (
+        "report to a folder",
+        "cli",
+        ["report", "--format", "csv", "--output", "/tmp"],
+        "it is a folder",
+    ),
+    (
+        "report to a full device",
+        "cli",
+        ["report", "--format", "csv", "--output", "/dev/full"],
+        "--output /dev/full cannot be written: No space left on device",
+    ),
 ]
 
 
@@ -197,7 +231,8 @@ def _feed(org, monkeypatch, where, given) -> str:
 
 def _cli(org, args) -> str:
     credentials = org.session.get_credentials().get_frozen_credentials()
-    result = cli(*args, "--outbox", str(org.outbox), credentials=credentials)
+    outbox = ["--outbox", str(org.outbox)] if args[0] == "run" else []
+    result = cli(*args, *outbox, credentials=credentials)
     assert result.returncode == 2, result.stdout + result.stderr
     return result.stderr.strip()
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -164,6 +165,40 @@ def test_every_standing_names_its_control_in_auditor_words():
     assert "IAM.3" in STANDING_TEXT[OVERDUE].control
     assert "IAM.8" in STANDING_TEXT[UNUSED].control
     assert all(text.meaning.endswith(".") for text in STANDING_TEXT.values())
+
+
+def test_a_key_exactly_the_rotation_period_old_is_overdue_as_the_page_and_readme_say():
+    (row,) = rows_of([key("A", PERIODS.rotation)]).values()
+
+    assert row.standing is OVERDUE
+    assert "at least as old as the rotation period" in STANDING_TEXT[OVERDUE].meaning
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "| overdue | CIS 1.14 and IAM.3: failed | active and at least `RotationPeriod`" in readme
+
+
+STEP_WORDS = {ActionKind.ROTATE: "rotation", ActionKind.DEACTIVATE: "deactivation"}
+
+
+@pytest.mark.parametrize(
+    ("row", "keys_in_readme"),
+    [
+        ("two active, newer one expires while the older lingers", "2 active"),
+        ("active due soon, inactive key outlives its rotation date", "1 active + 1 inactive"),
+    ],
+)
+def test_the_readme_names_the_step_an_expiration_conflict_warning_announces(row, keys_in_readme):
+    keys, records = next((k, r) for name, k, r, *_ in DECISION_TABLE if name == row)
+    (warning,) = decide(keys, records, PERIODS, NOW).warnings
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    (line,) = [
+        line
+        for line in readme.splitlines()
+        if line.startswith(f"| {keys_in_readme} |")
+        and f"`{Reason.KEY_PENDING_EXPIRATION_CONFLICT.value}`" in line
+    ]
+
+    assert warning.reason is Reason.KEY_PENDING_EXPIRATION_CONFLICT
+    assert f"| WARN {STEP_WORDS[warning.step]}" in line
 
 
 def test_the_calendar_holds_the_next_30_days_of_changes_only():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,25 @@ def test_parameter_defaults_are_the_code_defaults():
         else:
             assert type(expected)(default) == expected, name
     assert parameters["S3BucketPrefix"]["Default"] == entrypoints.DEFAULT_PREFIX
+
+
+def test_the_readme_tables_name_every_setting_and_every_stack_parameter():
+    settings = _first_column(_readme_section("## Settings"))
+    parameters = _first_column(_readme_section("### Settings and stack parameters"))
+
+    assert set(NAMES) - settings == set()
+    assert set(template("main.yaml")["Parameters"]) - parameters == set()
+
+
+def _readme_section(heading: str) -> str:
+    readme = (DEPLOY.parent / "README.md").read_text(encoding="utf-8")
+    return readme.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
+
+
+def _first_column(section: str) -> set[str]:
+    """The names in the first cell of each table row, such as `SMTPHost`, `SMTPPort`."""
+    cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| ")]
+    return {name.strip(" `") for cell in cells for name in re.split(r"[,/]", cell)}
 
 
 def test_the_handlers_named_by_the_stack_exist_and_run_on_the_packaged_runtime():

@@ -101,6 +101,8 @@ def test_enforce_email_tells_what_happened_and_what_comes_next(org):
     assert "to be deactivated on" in email
     assert "of user bob will be rotated on" in email and "KEY_PENDING_ROTATION" in email
     assert ADMIN in email
+    assert "Secrets Manager of the user&#39;s own account" in email
+    assert "<code>keyrotation install-key --profile NAME</code>" in email
 
 
 def test_ses_sends_from_the_admin_address(org):

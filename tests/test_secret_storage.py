@@ -258,3 +258,17 @@ def replica_of(account, user: str, region: str) -> dict[str, str]:
     client = account.session.client("secretsmanager", region_name=region)
     value = client.get_secret_value(SecretId=secret_name(user), VersionStage="AWSCURRENT")
     return json.loads(value["SecretString"])
+
+
+def test_central_email_names_the_central_account_the_secret_and_the_install_command(org):
+    account = org.account([UserSpec("alice", (KeySpec(95),))])
+    central = org.session.client("sts").get_caller_identity()["Account"]
+
+    org.run([account], **CENTRAL)
+
+    (email,) = org.emails()
+    name = f"{central_prefix(account.account_id)}User_&lt;user name&gt;_AccessKey"
+    assert f"<code>{name}</code>" in email
+    assert f"Secrets Manager of keyrotation&#39;s central account {central}" in email
+    assert f"keyrotation install-key --profile NAME --central-account {central}" in email
+    assert "the user&#39;s own account" not in email

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from keyrotation.cli import _overrides
 from keyrotation.errors import SettingsError
 from keyrotation.model import Mode
-from keyrotation.settings import load_settings
+from keyrotation.settings import FLAGS, OPTIONAL, PATTERN_WORDS, Settings, load_settings
 
 
 def test_defaults_are_the_documented_ones_and_audit_mode():
@@ -107,3 +108,59 @@ def test_scan_method_and_concurrency_default_to_the_report_and_four_accounts():
 def test_an_unknown_scan_method_or_no_concurrency_is_refused(name, value):
     with pytest.raises(SettingsError, match=f"Invalid setting {name}"):
         load_settings(environ={name: value})
+
+
+FLAG_SPELLINGS = [
+    ("True", True),
+    ("true", True),
+    ("yes", True),
+    ("On", True),
+    ("1", True),
+    ("False", False),
+    ("no", False),
+    ("off", False),
+    (" 0 ", False),
+]
+
+
+@pytest.mark.parametrize("name", ["DryRunFlag", "StoreSecretsInCentralAccount", "HoldWhileInUse"])
+@pytest.mark.parametrize(("text", "expected"), FLAG_SPELLINGS)
+def test_every_flag_reads_true_and_false_the_same_way(name, text, expected):
+    assert getattr(load_settings(environ={}, overrides={name: text}), name) is expected
+
+
+def test_every_boolean_setting_is_read_by_the_one_flag_parser():
+    booleans = {name for name, field in Settings.model_fields.items() if field.annotation is bool}
+    assert booleans == set(FLAGS)
+
+
+def test_every_setting_that_may_be_left_out_is_one_an_empty_value_leaves_out():
+    optional = {name for name, field in Settings.model_fields.items() if field.default is None}
+    assert optional == set(OPTIONAL)
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_an_empty_value_leaves_an_optional_setting_out_even_over_the_config_file(name, tmp_path):
+    config = tmp_path / "keyrotation.json"
+    config.write_text('{"ResourceOwnerTag": "owner", "ListPageSize": 50}')
+
+    settings = load_settings(config, environ={}, overrides={name: ""})
+
+    assert getattr(settings, name) is None
+
+
+def test_an_empty_set_option_on_the_command_line_leaves_the_owner_tag_out():
+    overrides = _overrides(["ResourceOwnerTag=", "SummaryTopicArn= "])
+
+    settings = load_settings(environ={}, overrides=overrides)
+
+    assert (settings.ResourceOwnerTag, settings.SummaryTopicArn) == (None, None)
+
+
+def test_every_pattern_is_explained_in_words():
+    patterned = {
+        name
+        for name, field in Settings.model_fields.items()
+        if any(getattr(rule, "pattern", None) for rule in field.metadata)
+    }
+    assert patterned == set(PATTERN_WORDS)

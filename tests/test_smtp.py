@@ -125,6 +125,18 @@ def test_a_server_without_starttls_gets_neither_login_nor_mail(org, certificates
     assert not mailbox.logins and not mailbox.messages
 
 
+def test_a_refusal_without_a_login_names_only_the_settings_in_use(org, certificates):
+    with smtp_server(certificates, "plain") as mailbox:
+        settings = org.settings(SMTPHost=HOST, SMTPPort=mailbox.port, SMTPSecurity="starttls")
+        sender = mail_sender(org.session, settings)
+        with pytest.raises(NotificationError) as raised:
+            sender.send("owner@example.com", "subject", "<p>html</p>", "text")
+
+    text = str(raised.value)
+    assert "not supported by server. Check SMTPHost, SMTPPort and SMTPSecurity." in text
+    assert ".." not in text and "SSM" not in text
+
+
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_a_certificate_the_client_does_not_trust_gets_neither_login_nor_mail(
     org, certificates, login, monkeypatch, tmp_path, security

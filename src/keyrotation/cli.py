@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from datetime import UTC, date, datetime
@@ -195,6 +196,8 @@ def report(
     """Every key's standing against CIS 1.14, IAM.3 and IAM.8, and its next step (read-only)."""
     if output_format not in {"table", "csv", "json", "html"}:
         raise SettingsError(f"--format expects table, csv, json or html, got {output_format!r}")
+    if output is not None:
+        _check_output(output)
     settings = load_settings(config, overrides=_overrides(setting))
     inventory = read_organization(base_session(), settings, account)
     assessment = assess(inventory.users, settings.periods, datetime.now(UTC))
@@ -211,7 +214,10 @@ def report(
     if output is None:
         print(text, end="")
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"--output {output} cannot be written: {exc.strerror}") from None
         err.print(f"Report written to {output.resolve()}")
     raise typer.Exit(1 if inventory.errors else 0)
 
@@ -304,7 +310,8 @@ def demo(
     out.rule("Checks")
     for text, ok in result.checks:
         out.print(f"{'[green]PASS[/green]' if ok else '[red]FAIL[/red]'}  {text}")
-    emails = sorted(result.outbox.glob("*.html"))
+    # The compliance report is written beside the emails; it is not one.
+    emails = [path for path in result.outbox.glob("*.html") if path != result.report]
     out.print(f"\n{len(emails)} emails written to {result.outbox.resolve()}")
     out.print(f"History of every change and notice: {result.history.resolve()}")
     out.print(f"Compliance report (open in a browser): {result.report.resolve()}")
@@ -532,6 +539,22 @@ def _check_folders(outbox: Path | None, template_dir: Path | None) -> None:
             outbox.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SettingsError(f"--outbox {outbox} cannot be used: {exc.strerror}") from None
+
+
+def _check_output(output: Path) -> None:
+    """Fail on a file that cannot be written before the scan, which can take minutes."""
+    folder = output.expanduser().absolute().parent
+    if not folder.exists():
+        problem = f"folder {folder} does not exist"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"folder {folder} is not writable"
+    elif output.is_dir():
+        problem = "it is a folder"
+    else:
+        return
+    raise SettingsError(f"--output {output} cannot be written: {problem}")
 
 
 def _date(option: str, text: str) -> date:

@@ -701,7 +701,12 @@ class _AccountRun:
 
     def _notify_account(self, notifier: Notifier, partition: str) -> bool:
         notification = build(
-            self.report, self.settings, partition, self.context.now, self.context.dated
+            self.report,
+            self.settings,
+            partition,
+            self.context.now,
+            self.context.dated,
+            self._central_account(),
         )
         if notification is None:
             return False
@@ -719,6 +724,18 @@ class _AccountRun:
         if self.journal is not None:
             self.journal.clear(self.account.account_id)
         return True
+
+    def _central_account(self) -> str:
+        """The account keeping the secrets, for the email, when it is not the member itself;
+        empty when unknown, which leaves the email without the id rather than the account
+        without its email."""
+        if not self.settings.StoreSecretsInCentralAccount:
+            return ""
+        try:
+            return self.secrets.account_id()
+        except AWS_ERRORS as exc:
+            logs.event(log, "central account unknown", logging.WARNING, error=str(exc))
+            return ""
 
     def _assign_owners(self) -> None:
         """Each user in today's lines goes to its owner, or is listed as told the account.
@@ -742,7 +759,13 @@ class _AccountRun:
         lines = self._owner_lines()
         for owner in sorted(set(self.report.owners.values()) | set(self.report.owner_earlier)):
             notification = build_for_owner(
-                self.report, owner, self.settings, partition, self.context.now, self.context.dated
+                self.report,
+                owner,
+                self.settings,
+                partition,
+                self.context.now,
+                self.context.dated,
+                self._central_account(),
             )
             if notification is None:
                 continue

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,6 +40,37 @@ SSM_PARAMETER_NAME = r"^/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 OWNER_TAG = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
 # A standard topic: a FIFO topic (name ending .fifo) would need a message group per publish.
 TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+# Every boolean setting, and what its two values mean for the one line that refuses a third.
+FLAGS = {
+    "DryRunFlag": "True (audit mode) or False (enforce mode)",
+    "StoreSecretsInCentralAccount": "True (the main account keeps every secret) or False",
+    "HoldWhileInUse": "True (hold a replaced key still in use) or False",
+}
+TRUE = frozenset({"true", "yes", "on", "1"})
+FALSE = frozenset({"false", "no", "off", "0"})
+# Settings that may be left out; an empty value from any source leaves them out.
+OPTIONAL = (
+    "OrganizationalUnitId",
+    "ListPageSize",
+    "SMTPHost",
+    "SMTPUserParamName",
+    "SMTPPasswordParamName",
+    "ResourceOwnerTag",
+    "SummaryTopicArn",
+)
+# What each pattern asks for, in words, for the one line that refuses a value.
+PATTERN_WORDS = {
+    "IAMExemptionGroup": "must be an IAM group name: 1 to 128 letters, digits or +=,.@_-",
+    "IAMRoleName": "must be an IAM role name: 1 to 64 letters, digits or +=,.@_-",
+    "OrganizationalUnitId": "must be an OU id (ou-abcd-12345678) or a root id (r-abcd)",
+    "SMTPHost": "must be a host name such as email-smtp.eu-west-1.amazonaws.com, "
+    "without scheme or port",
+    "SMTPUserParamName": "must be an SSM parameter name starting with /, such as /smtp/user",
+    "SMTPPasswordParamName": "must be an SSM parameter name starting with /, such as /smtp/pw",
+    "ResourceOwnerTag": "must be a tag key: 1 to 128 letters, digits, spaces or _.:/=+@-",
+    "SummaryTopicArn": "must be an SNS topic ARN (arn:aws:sns:<region>:<account id>:<name>) "
+    "of a standard topic, not a FIFO one",
+}
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
 
 
@@ -98,26 +130,24 @@ class Settings(BaseModel):
     HoldWhileInUse: bool = True
     MaxHoldDays: int = Field(30, ge=1, le=3650)
 
-    @field_validator("DryRunFlag", mode="before")
+    @field_validator(*FLAGS, mode="before")
     @classmethod
-    def _flag(cls, value: Any) -> Any:
+    def _flag(cls, value: Any, info: ValidationInfo) -> Any:
+        """One reading of true and false for every flag, from any source."""
         if isinstance(value, str):
             lowered = value.strip().lower()
-            if lowered in {"true", "yes", "on", "1"}:
+            if lowered in TRUE:
                 return True
-            if lowered in {"false", "no", "off", "0"}:
+            if lowered in FALSE:
                 return False
-            raise ValueError("must be True (audit mode) or False (enforce mode)")
+            raise ValueError(f"must be {FLAGS[info.field_name]}")
         return value
 
-    @field_validator("StoreSecretsInCentralAccount", mode="before")
+    @field_validator(*OPTIONAL, mode="before")
     @classmethod
-    def _central(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in {"true", "false"}:
-                return lowered == "true"
-            raise ValueError("must be True (the main account keeps every secret) or False")
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @field_validator("CredentialReplicationRegions", mode="before")
@@ -274,6 +304,8 @@ def _describe(exc: ValidationError) -> str:
         hint = f"did you mean {close[0]}? " if close else ""
         return f"Unknown setting {name}: {hint}known settings are {', '.join(NAMES)}"
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        message = PATTERN_WORDS.get(name, message)
     return f"Invalid setting {name}: {message} (got {error.get('input')!r})"
 
 

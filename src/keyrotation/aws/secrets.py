@@ -87,6 +87,14 @@ class SecretStore:
         self.kms_key = kms_key
         self.region = session.region_name
         self.regions = tuple(r for r in regions if r != self.region)
+        self._account_id: str | None = None
+
+    def account_id(self) -> str:
+        """The account that keeps these secrets: the session's own. GetCallerIdentity needs
+        no permission, so it is declared nowhere."""
+        if self._account_id is None:
+            self._account_id = client(self._session, "sts").get_caller_identity()["Account"]
+        return self._account_id
 
     def name(self, user_name: str) -> str:
         return f"{self.prefix}{secret_name(user_name)}"

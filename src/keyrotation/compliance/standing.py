@@ -48,7 +48,8 @@ STANDING_TEXT: dict[Standing, StandingText] = {
     ),
     Standing.OVERDUE: StandingText(
         "CIS AWS Foundations 1.14 and Security Hub IAM.3: failed",
-        "The key is active and older than the rotation period. keyrotation replaces it and "
+        "The key is active and at least as old as the rotation period. keyrotation replaces "
+        "it and "
         "deactivates it on the date shown (later, up to MaxHoldDays, while an application "
         "still uses it and not its replacement); until then it is a finding.",
     ),

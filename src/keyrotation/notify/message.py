@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from keyrotation.aws.secrets import central_prefix, secret_name
 from keyrotation.model import ActionKind, Mode
 from keyrotation.report import AccountReport, Outcome, Status
 from keyrotation.settings import Settings
@@ -56,9 +57,15 @@ def describe(outcome: Outcome, mode: Mode) -> str:
 
 
 def build(
-    report: AccountReport, settings: Settings, partition: str, now: datetime, dated: bool = False
+    report: AccountReport,
+    settings: Settings,
+    partition: str,
+    now: datetime,
+    dated: bool = False,
+    central_account: str = "",
 ) -> Notification | None:
-    """The account's email, or None when there is nothing to tell."""
+    """The account's email, or None when there is nothing to tell. `central_account` is the
+    account keeping the secrets with StoreSecretsInCentralAccount."""
     if not report.outcomes and not report.recoveries and not report.earlier:
         return None
     account = report.account
@@ -81,6 +88,7 @@ def build(
         "notes": _notes(report, with_earlier=True),
         "mode": report.mode.value,
         "dated": now.date().isoformat() if dated else "",
+        **_secret_values(account.account_id, settings, central_account),
     }
     return Notification(
         to=account.email,
@@ -100,6 +108,7 @@ def build_for_owner(
     partition: str,
     now: datetime,
     dated: bool = False,
+    central_account: str = "",
 ) -> Notification | None:
     """The mail to one owner: only the lines about its own users, and its unsent lines."""
     own = replace(
@@ -109,7 +118,7 @@ def build_for_owner(
         recoveries=[],
         owner_fallbacks=[],
     )
-    notification = build(own, settings, partition, now, dated)
+    notification = build(own, settings, partition, now, dated, central_account)
     if notification is None:
         return None
     account = report.account
@@ -125,6 +134,27 @@ def build_for_owner(
         values={**notification.values, "owner_email": owner},
         whole_account=False,
     )
+
+
+def _secret_values(account_id: str, settings: Settings, central_account: str) -> dict[str, str]:
+    """Where a user finds a new key, and the command that installs it in a profile."""
+    name = secret_name("<user name>")
+    command = "keyrotation install-key --profile NAME"
+    if not settings.StoreSecretsInCentralAccount:
+        return {
+            "secret_name": name,
+            "secret_account": "the user's own account",
+            "install_command": command,
+        }
+    return {
+        "secret_name": f"{central_prefix(account_id)}{name}",
+        "secret_account": (
+            f"keyrotation's central account {central_account}"
+            if central_account
+            else "keyrotation's central account"
+        ),
+        "install_command": f"{command} --central-account {central_account or 'ID'}",
+    }
 
 
 def _notes(report: AccountReport, with_earlier: bool) -> list[str]:

@@ -57,9 +57,14 @@ class SmtpSender:
                     smtp.login(*login)
                 smtp.send_message(message)
         except (smtplib.SMTPException, OSError, UnicodeError) as exc:
+            check = (
+                "SMTPHost, SMTPPort, SMTPSecurity and the login in SSM"
+                if login is not None
+                else "SMTPHost, SMTPPort and SMTPSecurity"
+            )
             raise NotificationError(
-                f"The SMTP server {where} did not take the email to {to}: {_describe(exc)}. "
-                "Check SMTPHost, SMTPPort, SMTPSecurity and the login in SSM."
+                f"The SMTP server {where} did not take the email to {to}: "
+                f"{_describe(exc).rstrip('.')}. Check {check}."
             ) from exc
         logs.event(log, "email sent", to=to, server=where, message_id=message["Message-ID"])
         return "sent"
