@@ -192,7 +192,7 @@ def test_malformed_notifier_event_names_the_nested_field(lambda_env, capsys):
     assert [line["event"] for line in log_lines(capsys)] == ["invalid event"]
 
 
-def test_notifier_links_only_report_pages_of_its_own_bucket_prefix(lambda_env, monkeypatch):
+def test_notifier_links_only_its_accounts_page_under_its_own_prefix(lambda_env, monkeypatch):
     monkeypatch.setenv(entrypoints.BUCKET, "keyrotation-bucket")
     monkeypatch.setenv(entrypoints.PREFIX, "asa/asa-iam-rotation")
     event = {
@@ -203,8 +203,13 @@ def test_notifier_links_only_report_pages_of_its_own_bucket_prefix(lambda_env, m
         "report_page": "other/Reports/dt=2026-12-04/111122223333.html",
     }
 
-    with pytest.raises(EventError, match=r"'report_page'.*not a report page under"):
+    with pytest.raises(EventError, match=r"'report_page'.*not account 111122223333's report"):
         lambda_handlers.notifier(event, None)
+
+    # Nor another account's page: each email links to its own account only.
+    other = {**event, "report_page": "asa/asa-iam-rotation/Reports/dt=2026-12-04/444455556666.html"}
+    with pytest.raises(EventError, match=r"'report_page'.*not account 111122223333's report"):
+        lambda_handlers.notifier(other, None)
 
 
 def test_force_rotate_accepts_one_name_or_a_list(org, lambda_env):

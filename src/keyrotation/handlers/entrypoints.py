@@ -142,7 +142,7 @@ def notify(
         template=request.email_template,
         values=request.template_values.model_dump(),
     )
-    link = _page_link(session, environ, request.report_page)
+    link = _page_link(session, environ, request.report_page, request.template_values.account_id)
     if link:
         notification = replace(notification, values={**notification.values, "report_link": link})
     source = _template(session, environ, request.email_template)
@@ -203,15 +203,15 @@ def _organization_page(
         return f"failed: {exc}"
 
 
-def _page_link(session: boto3.Session, environ: Mapping[str, str], key: str) -> str:
-    """A short-lived link to the account's page; none without a bucket or a page."""
+def _page_link(session: boto3.Session, environ: Mapping[str, str], key: str, account: str) -> str:
+    """A short-lived link to the account's own page; none without a bucket or a page."""
     store = _report_store(session, environ)
     if not key or store is None:
         return ""
-    if not store.is_page(key):
+    if not store.is_page(key) or not key.endswith(f"/{account}.html"):
         raise EventError(
-            f"Invalid event: field 'report_page': {key!r} is not a report page under "
-            f"s3://{store.bucket}/{store.root}"
+            f"Invalid event: field 'report_page': {key!r} is not account {account}'s report "
+            f"page under s3://{store.bucket}/{store.root}"
         )
     return store.link(key)
 
