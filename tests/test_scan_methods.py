@@ -269,5 +269,5 @@ def test_a_broken_report_leaves_the_run_done_and_its_email_sent(org):
     assert not report.failed and report.notification == "sent"
     assert [o.user for o in report.outcomes] == ["expired"] and len(sent) == 1
     assert report.errors == [
-        "compliance report not written: internal error RuntimeError('renderer broke')"
+        "compliance report not written: internal error RuntimeError: renderer broke"
     ]
