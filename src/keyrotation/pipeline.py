@@ -51,9 +51,7 @@ from keyrotation.notify.owners import (
     REFUSED_DAYS,
     Ownership,
     decode_lines,
-    decode_refusals,
     encode_lines,
-    encode_refusals,
     journal_key,
     owner_of,
     refusals_key,
@@ -625,7 +623,8 @@ class _AccountRun:
         self.owner_journal_used = bool(stored)
         if not stored:
             return
-        self.refusals = decode_refusals(journal.load(refusals_key(self.account.account_id)))
+        stored_days = journal.load(refusals_key(self.account.account_id))
+        self.refusals = {o: set(days) for o, days in decode_lines(stored_days).items()}
         self.refused_owners = {o for o, days in self.refusals.items() if len(days) >= REFUSED_DAYS}
         for owner, lines in decode_lines(stored).items():
             if owner in self.refused_owners:
@@ -693,20 +692,18 @@ class _AccountRun:
             return
         if self.owner_tag:
             self._assign_owners()
-        account_told = self._notify_account(notifier, partition)
-        owners_untold = self._notify_owners(notifier, partition) if self.owner_tag else set()
+        central = self._central_account()
+        account_told = self._notify_account(notifier, partition, central)
+        owners_untold = (
+            self._notify_owners(notifier, partition, central) if self.owner_tag else set()
+        )
         if account_told and self.context.mode is Mode.ENFORCE:
             untold = {user for user, owner in self.report.owners.items() if owner in owners_untold}
             self._remember_warnings(untold)
 
-    def _notify_account(self, notifier: Notifier, partition: str) -> bool:
+    def _notify_account(self, notifier: Notifier, partition: str, central: str) -> bool:
         notification = build(
-            self.report,
-            self.settings,
-            partition,
-            self.context.now,
-            self.context.dated,
-            self._central_account(),
+            self.report, self.settings, partition, self.context.now, self.context.dated, central
         )
         if notification is None:
             return False
@@ -753,7 +750,7 @@ class _AccountRun:
             elif ownership.fallback:
                 self.report.owner_fallbacks.append(ownership.fallback)
 
-    def _notify_owners(self, notifier: Notifier, partition: str) -> set[str]:
+    def _notify_owners(self, notifier: Notifier, partition: str, central: str) -> set[str]:
         """Send each owner its mail; the owners whose mail failed keep their lines."""
         unsent: dict[str, list[str]] = {}
         lines = self._owner_lines()
@@ -765,7 +762,7 @@ class _AccountRun:
                 partition,
                 self.context.now,
                 self.context.dated,
-                self._central_account(),
+                central,
             )
             if notification is None:
                 continue
@@ -792,7 +789,7 @@ class _AccountRun:
         days = {owner: self.refusals.get(owner, set()) | {str(self.today)} for owner in refused}
         key = refusals_key(self.account.account_id)
         if days:
-            journal.save(key, encode_refusals(days))
+            journal.save(key, encode_lines({o: sorted(d) for o, d in days.items()}))
         elif self.refusals:
             journal.clear(key)
 

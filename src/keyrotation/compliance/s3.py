@@ -31,7 +31,7 @@ FOLDER = "Reports"
 PAGE = "report.html"
 LINK_SECONDS = 3600
 # botocore may presign S3 URLs with Signature Version 2, which buckets made since June 2020
-# refuse; Signature Version 4 works for every bucket.
+# refuse; Signature Version 4 works for every bucket and every call.
 SIGNING = Config(signature_version="s3v4")
 
 
@@ -41,8 +41,7 @@ class ReportStoreError(KeyRotationError):
 
 class ReportStore:
     def __init__(self, session: boto3.Session, bucket: str, prefix: str):
-        self._s3 = client(session, "s3")
-        self._signer = client(session, "s3", config=SIGNING)
+        self._s3 = client(session, "s3", config=SIGNING)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
 
@@ -128,15 +127,16 @@ class ReportStore:
         self._put(key, html.encode(), "text/html; charset=utf-8")
         return key
 
-    def is_page(self, key: str) -> bool:
-        """Whether `key` names a page this store writes, and nothing else in the bucket."""
+    def is_page(self, key: str, account_id: str) -> bool:
+        """Whether `key` names the page this store writes for that account, and nothing else
+        in the bucket."""
         name = key.removeprefix(self.root)
         parts = name.split("/")
         return (
             key.startswith(self.root)
             and len(parts) == 2
             and parts[0].startswith("dt=")
-            and parts[1].endswith(".html")
+            and parts[1] == f"{account_id}.html"
             and ".." not in key
         )
 
@@ -146,7 +146,7 @@ class ReportStore:
 
         Signing makes no call: the GET made with the URL is checked against the notifier's
         role, which may read only the report pages and the email templates."""
-        return self._signer.generate_presigned_url(
+        return self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
         )
 

@@ -208,7 +208,7 @@ def _page_link(session: boto3.Session, environ: Mapping[str, str], key: str, acc
     store = _report_store(session, environ)
     if not key or store is None:
         return ""
-    if not store.is_page(key) or not key.endswith(f"/{account}.html"):
+    if not store.is_page(key, account):
         raise EventError(
             f"Invalid event: field 'report_page': {key!r} is not account {account}'s report "
             f"page under s3://{store.bucket}/{store.root}"

@@ -49,19 +49,19 @@ def journal_key(account_id: str) -> str:
 
 
 def encode_lines(by_owner: Mapping[str, Iterable[str]]) -> list[str]:
-    """One stored line per mail line: the owner address, a space, the line. An owner address
-    holds no space, so the first space splits them again."""
-    return [f"{owner} {line}" for owner, lines in sorted(by_owner.items()) for line in lines]
+    """One stored line per value (a mail line, or a refused day): the owner address, a space,
+    the value. An owner address holds no space, so the first space splits them again."""
+    return [f"{owner} {value}" for owner, values in sorted(by_owner.items()) for value in values]
 
 
 def decode_lines(stored: Iterable[str]) -> dict[str, list[str]]:
-    """Every stored line by its owner, also an owner no longer taken: the caller hands those
+    """Every stored value by its owner, also an owner no longer taken: the caller hands those
     lines to the account email, so that none is lost."""
     by_owner: dict[str, list[str]] = {}
     for entry in stored:
-        owner, _, line = entry.partition(" ")
-        if line:
-            by_owner.setdefault(owner, []).append(line)
+        owner, _, value = entry.partition(" ")
+        if value:
+            by_owner.setdefault(owner, []).append(value)
     return by_owner
 
 
@@ -69,15 +69,3 @@ def refusals_key(account_id: str) -> str:
     """Where the run days on which each owner's mail was refused are kept, since its last
     mail went out."""
     return f"{account_id}.owner-refusals"
-
-
-def encode_refusals(days_by_owner: Mapping[str, Iterable[str]]) -> list[str]:
-    return [f"{owner} {day}" for owner, days in sorted(days_by_owner.items()) for day in days]
-
-
-def decode_refusals(stored: Iterable[str]) -> dict[str, set[str]]:
-    days_by_owner: dict[str, set[str]] = {}
-    for entry in stored:
-        owner, _, day = entry.partition(" ")
-        days_by_owner.setdefault(owner, set()).add(day)
-    return days_by_owner
